@@ -1,0 +1,108 @@
+"""Pre-computed fbank features of a whole split in one memory-mapped array plus an index.
+
+Layout of a store folder: ``feats.npy`` (float32, (total_frames, num_mel_bins), all utterances one after
+another), ``index.tsv`` (key, speaker, offset, num_frames) and ``meta.json`` (feature settings).
+Features are stored WITHOUT mean normalisation and without dither; CMN is applied on the chunk or utterance
+actually fed to the model.
+"""
+from __future__ import annotations
+
+import csv
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+from tqdm import tqdm
+
+from sv_toolkit.data.audio import read_audio
+from sv_toolkit.data.manifests import Utterance
+from sv_toolkit.features.fbank import compute_fbank
+from sv_toolkit.utils.io import atomic_dir
+
+
+@dataclass(frozen=True)
+class FbankSettings:
+    num_mel_bins: int = 80
+    frame_length_ms: float = 25.0
+    frame_shift_ms: float = 10.0
+    sample_rate: int = 16000
+
+    def num_frames(self, num_samples: int) -> int:
+        """Frames Kaldi produces for ``num_samples`` samples (snip_edges=True)."""
+        win = int(self.sample_rate * self.frame_length_ms / 1000)
+        shift = int(self.sample_rate * self.frame_shift_ms / 1000)
+        return 0 if num_samples < win else 1 + (num_samples - win) // shift
+
+
+def write_feature_store(
+    utterances: Sequence[Utterance], out_dir: str | os.PathLike, settings: FbankSettings, progress: bool = True
+) -> Path:
+    """Compute fbank (dither 0) for every utterance and write a store folder atomically."""
+    counts = [settings.num_frames(u.num_samples) for u in utterances]
+    too_short = [u.key for u, n in zip(utterances, counts) if n == 0]
+    if too_short:
+        raise ValueError(f"{len(too_short)} utterances are shorter than one frame, e.g. {too_short[0]}; re-run prepare")
+    offsets = np.concatenate([[0], np.cumsum(counts)])
+    with atomic_dir(out_dir) as tmp:
+        feats = np.lib.format.open_memmap(
+            tmp / "feats.npy", mode="w+", dtype=np.float32, shape=(int(offsets[-1]), settings.num_mel_bins)
+        )
+        for i, utt in enumerate(tqdm(utterances, desc=f"fbank {Path(out_dir).name}", disable=not progress)):
+            wave, _ = read_audio(utt.path, expected_sample_rate=settings.sample_rate)
+            fb = compute_fbank(
+                wave, settings.sample_rate, settings.num_mel_bins, settings.frame_length_ms, settings.frame_shift_ms
+            )
+            if fb.shape[0] != counts[i]:
+                raise ValueError(
+                    f"{utt.path}: manifest says {utt.num_samples} samples ({counts[i]} frames) but the file gave "
+                    f"{fb.shape[0]} frames; re-run prepare with overwrite=true"
+                )
+            feats[offsets[i] : offsets[i + 1]] = fb.numpy()
+        feats.flush()
+        del feats
+        with open(tmp / "index.tsv", "w", newline="") as f:
+            w = csv.writer(f, delimiter="\t", lineterminator="\n")
+            w.writerow(["key", "speaker", "offset", "num_frames"])
+            for utt, off, n in zip(utterances, offsets, counts):
+                w.writerow([utt.key, utt.speaker, int(off), n])
+        meta = dict(vars(settings), kind="kaldi_fbank", dither=0.0, cmn=False, num_utterances=len(utterances))
+        (tmp / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
+    return Path(out_dir)
+
+
+class FeatureStore:
+    """Read access to a store folder written by :func:`write_feature_store`."""
+
+    def __init__(self, path: str | os.PathLike) -> None:
+        self.path = Path(path)
+        index = self.path / "index.tsv"
+        if not index.is_file():
+            raise FileNotFoundError(f"feature store {self.path} has no index.tsv; run scripts/features.py first")
+        self.meta = json.loads((self.path / "meta.json").read_text())
+        self.feats = np.load(self.path / "feats.npy", mmap_mode="r")  # (total_frames, bins)
+        with open(index, newline="") as f:
+            rows = list(csv.DictReader(f, delimiter="\t"))
+        self.keys = [r["key"] for r in rows]
+        self.speakers = [r["speaker"] for r in rows]
+        self.offsets = np.array([int(r["offset"]) for r in rows], dtype=np.int64)
+        self.num_frames = np.array([int(r["num_frames"]) for r in rows], dtype=np.int64)
+        self._row = {k: i for i, k in enumerate(self.keys)}
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+    def __contains__(self, key: str) -> bool:
+        return key in self._row
+
+    def by_index(self, i: int) -> np.ndarray:
+        """Features of the i-th utterance, (frames, bins), a read-only view."""
+        off = self.offsets[i]
+        return self.feats[off : off + self.num_frames[i]]
+
+    def by_key(self, key: str) -> np.ndarray:
+        if key not in self._row:
+            raise KeyError(f"utterance {key!r} is not in feature store {self.path}; re-run scripts/features.py")
+        return self.by_index(self._row[key])

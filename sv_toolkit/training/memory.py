@@ -1,0 +1,120 @@
+"""Memory accounting of one training step: weights, gradients, optimizer states and activations.
+
+- activations_saved: bytes of the unique storages autograd saves for backward during the forward pass
+  (``torch.autograd.graph.saved_tensors_hooks``), which is what activation-saving methods reduce.
+- peak_live: on CPU, the peak of all live tensor storages created during forward + backward + step,
+  tracked by a ``TorchDispatchMode`` that adds each new storage's bytes and subtracts them when the storage
+  is freed; on CUDA, ``torch.cuda.max_memory_allocated`` over the step. Pre-existing weights are included
+  in both.
+"""
+from __future__ import annotations
+
+import weakref
+from dataclasses import asdict, dataclass
+from typing import Callable
+
+import torch
+from torch import nn
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._pytree import tree_flatten
+
+
+@dataclass(frozen=True)
+class MemoryReport:
+    weights: int
+    grads: int
+    optimizer_states: int
+    activations_saved: int
+    peak_live: int
+
+    def as_dict(self) -> dict[str, int]:
+        return asdict(self)
+
+
+def tensor_bytes(tensors: list[torch.Tensor]) -> int:
+    """Bytes of the unique storages behind ``tensors``."""
+    seen: dict[int, int] = {}
+    for t in tensors:
+        st = t.untyped_storage()
+        seen[st.data_ptr()] = st.nbytes()
+    return sum(seen.values())
+
+
+def optimizer_state_bytes(optimizer: torch.optim.Optimizer) -> int:
+    """Bytes of every tensor held in the optimizer's per-parameter state (step counters included)."""
+    return tensor_bytes([v for state in optimizer.state.values() for v in state.values() if torch.is_tensor(v)])
+
+
+class LiveStorageTracker(TorchDispatchMode):
+    """Tracks the bytes of tensor storages created inside the mode that are still alive, and their peak."""
+
+    def __init__(self, baseline: int = 0) -> None:
+        super().__init__()
+        self.live = baseline
+        self.peak = baseline
+        self._tracked: set[int] = set()
+
+    def _release(self, key: int, nbytes: int) -> None:
+        self._tracked.discard(key)
+        self.live -= nbytes
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # noqa: ANN001 - torch's protocol
+        out = func(*args, **(kwargs or {}))
+        for t in tree_flatten(out)[0]:
+            if isinstance(t, torch.Tensor) and t.device.type != "meta":
+                st = t.untyped_storage()
+                key = id(st)
+                if key in self._tracked or st.nbytes() == 0:
+                    continue
+                self._tracked.add(key)
+                self.live += st.nbytes()
+                self.peak = max(self.peak, self.live)
+                weakref.finalize(st, self._release, key, st.nbytes())
+        return out
+
+
+def measure_training_step(
+    model: nn.Module,
+    loss_fn: Callable[[torch.Tensor], torch.Tensor],
+    feats: torch.Tensor,
+    optimizer: torch.optim.Optimizer | None,
+) -> MemoryReport:
+    """Run forward (``loss_fn(model(feats))``), backward and an optimizer step, and account their memory.
+
+    Gradients of ``model``'s parameters are cleared before and left set afterwards.
+    """
+    params = [p for p in model.parameters()] + [p for p in getattr(loss_fn, "parameters", lambda: [])()]
+    for p in params:
+        p.grad = None
+    weights = tensor_bytes(params + list(model.buffers()))
+    saved: list[torch.Tensor] = []
+
+    def pack(t: torch.Tensor) -> torch.Tensor:
+        saved.append(t)
+        return t
+
+    cuda = feats.is_cuda
+    if cuda:
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        tracker = None
+    else:
+        tracker = LiveStorageTracker(baseline=weights + (optimizer_state_bytes(optimizer) if optimizer else 0))
+        tracker.__enter__()
+    try:
+        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+            loss = loss_fn(model(feats))
+        param_storages = {p.untyped_storage().data_ptr() for p in params}
+        activations = tensor_bytes([t for t in saved if t.untyped_storage().data_ptr() not in param_storages])
+        saved.clear()
+        loss.backward()
+        if optimizer is not None:
+            optimizer.step()
+        del loss
+    finally:
+        if tracker is not None:
+            tracker.__exit__(None, None, None)
+    peak = torch.cuda.max_memory_allocated() if cuda else tracker.peak
+    grads = tensor_bytes([p.grad for p in params if p.grad is not None])
+    states = optimizer_state_bytes(optimizer) if optimizer is not None else 0
+    return MemoryReport(weights, grads, states, activations, int(peak))
