@@ -1,0 +1,289 @@
+"""Reversible core: invertible layers on a two-stream state and a memory-free autograd Function.
+
+A reversible run is a sequence of :class:`InvertibleLayer` acting on a pair of streams (x1, x2), the two
+channel halves of a (B, C, F, T) map:
+
+* :class:`CouplingBlock` — additive coupling ``y1 = x1 + F(x2); y2 = x2 + G(y1)``, inverse
+  ``x2 = y2 - G(y1); x1 = y1 - F(x2)``.
+* :class:`SpaceToDepth` — invertible downsampling: each stream goes through ``pixel_unshuffle(2)``
+  (freq and time halved, channels x4); its inverse is ``pixel_shuffle(2)``.
+
+:class:`ReversibleSequence` runs such a sequence through ONE custom ``torch.autograd.Function`` per run:
+forward runs under no_grad and saves only the run's output (with ``ctx.save_for_backward`` so that
+``torch.autograd.graph.saved_tensors_hooks`` sees it); backward walks the layers in reverse, rebuilding
+each layer's input from its output and recomputing F and G with grad enabled, and returns gradients
+for the Function's inputs — the run input AND the parameters of every F and G (memcnn style). No
+nested ``.backward()`` is called and nothing is accumulated into ``.grad`` behind autograd's back, so
+DistributedDataParallel sees ordinary leaf gradients with or without ``find_unused_parameters``.
+
+Faithfulness to plain autograd (all tested in ``tests/models/test_reversible.py``):
+
+* BatchNorm running statistics (and ``num_batches_tracked``) of F and G are snapshotted before each
+  recompute and restored after it, so one training step updates them exactly once.
+* RNG: when F or G contains randomness (dropout; auto-detected, or forced with ``preserve_rng_state``)
+  the CPU (and CUDA, for CUDA tensors) generator state before each F and G call is saved and replayed
+  inside ``torch.random.fork_rng`` during recompute, so the global RNG is not disturbed.
+* Precision: the streams keep the input dtype (fp32 in training); F and G may run under autocast —
+  the autocast state of the forward is re-entered for the recompute, and their outputs are cast back
+  to the stream dtype before the addition, so reconstruction happens in fp32.
+
+``store_activations=True`` (constructor argument and a plain attribute) runs the very same layers
+with ordinary autograd: the reference for gradient tests, and a switch to trade memory for speed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F_
+from torch.autograd.function import once_differentiable
+
+Tensor = torch.Tensor
+RngState = tuple[Tensor, Tensor | None]
+
+
+def _capture_rng(device: torch.device) -> RngState:
+    cuda_state = torch.cuda.get_rng_state(device) if device.type == "cuda" else None
+    return torch.get_rng_state(), cuda_state
+
+
+@contextmanager
+def _replayed_rng(state: RngState | None, device: torch.device) -> Iterator[None]:
+    """Run the body with the RNG as it was at capture time; restore the current RNG afterwards."""
+    if state is None:
+        yield
+        return
+    cpu_state, cuda_state = state
+    devices = [device] if cuda_state is not None else []
+    with torch.random.fork_rng(devices=devices):
+        torch.set_rng_state(cpu_state)
+        if cuda_state is not None:
+            torch.cuda.set_rng_state(cuda_state, device)
+        yield
+
+
+def _running_stat_buffers(module: nn.Module) -> list[Tensor]:
+    buffers: list[Tensor] = []
+    for m in module.modules():
+        if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.training and m.track_running_stats:
+            buffers += [b for b in (m.running_mean, m.running_var, m.num_batches_tracked) if b is not None]
+    return buffers
+
+
+@contextmanager
+def _frozen_running_stats(module: nn.Module) -> Iterator[None]:
+    """Restore every BatchNorm running statistic of ``module`` after the body (the recompute) ran."""
+    buffers = _running_stat_buffers(module)
+    with torch.no_grad():
+        saved = [b.clone() for b in buffers]
+    try:
+        yield
+    finally:
+        with torch.no_grad():
+            for buf, value in zip(buffers, saved):
+                buf.copy_(value)
+
+
+def has_randomness(module: nn.Module) -> bool:
+    """True when ``module`` contains a dropout layer with p > 0."""
+    return any(isinstance(m, nn.modules.dropout._DropoutNd) and m.p > 0 for m in module.modules())
+
+
+class InvertibleLayer(nn.Module):
+    """A layer on two streams that can be inverted and can back-propagate from its output alone."""
+
+    def forward(self, x1: Tensor, x2: Tensor) -> tuple[Tensor, Tensor]:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def inverse(self, y1: Tensor, y2: Tensor) -> tuple[Tensor, Tensor]:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def forward_recorded(self, x1: Tensor, x2: Tensor) -> tuple[Tensor, Tensor, Any]:
+        """Forward without graph, returning what the recompute needs to replay it exactly."""
+        y1, y2 = self.forward(x1, x2)
+        return y1, y2, None
+
+    def backward_step(
+        self, y1: Tensor, y2: Tensor, gy1: Tensor, gy2: Tensor, record: Any
+    ) -> tuple[Tensor, Tensor, Tensor, Tensor, list[Tensor | None]]:
+        """Rebuild (x1, x2) from (y1, y2); return them, their gradients and the parameter gradients."""
+        raise NotImplementedError  # pragma: no cover - abstract
+
+
+class CouplingBlock(InvertibleLayer):
+    """Additive coupling: y1 = x1 + F(x2); y2 = x2 + G(y1). F maps x2's shape to x1's, G vice versa."""
+
+    def __init__(self, f: nn.Module, g: nn.Module, preserve_rng_state: bool | None = None) -> None:
+        super().__init__()
+        self.f = f
+        self.g = g
+        self.preserve_rng_state = (
+            has_randomness(self) if preserve_rng_state is None else preserve_rng_state
+        )
+
+    def forward(self, x1: Tensor, x2: Tensor) -> tuple[Tensor, Tensor]:
+        # x1, x2: (B, C/2, F, T)
+        y1 = x1 + self.f(x2).to(x1.dtype)
+        y2 = x2 + self.g(y1).to(x2.dtype)
+        return y1, y2
+
+    def inverse(self, y1: Tensor, y2: Tensor) -> tuple[Tensor, Tensor]:
+        x2 = y2 - self.g(y1).to(y2.dtype)
+        x1 = y1 - self.f(x2).to(y1.dtype)
+        return x1, x2
+
+    def forward_recorded(self, x1: Tensor, x2: Tensor) -> tuple[Tensor, Tensor, Any]:
+        rng_f = _capture_rng(x2.device) if self.preserve_rng_state else None
+        y1 = x1 + self.f(x2).to(x1.dtype)
+        rng_g = _capture_rng(y1.device) if self.preserve_rng_state else None
+        y2 = x2 + self.g(y1).to(x2.dtype)
+        return y1, y2, (rng_f, rng_g)
+
+    def _recompute_grads(
+        self, fn: nn.Module, inp: Tensor, grad_out: Tensor, rng: RngState | None
+    ) -> tuple[Tensor, Tensor | None, list[Tensor | None]]:
+        """Recompute fn(inp) with grad; return its value and vector-Jacobian products for inp and params."""
+        params = [p for p in fn.parameters() if p.requires_grad]
+        with torch.enable_grad(), _frozen_running_stats(fn), _replayed_rng(rng, inp.device):
+            leaf = inp.detach().requires_grad_(True)
+            out = fn(leaf).to(inp.dtype)
+            grads = torch.autograd.grad(out, [leaf, *params], grad_out, allow_unused=True)
+        by_param = dict(zip(map(id, params), grads[1:]))
+        return out.detach(), grads[0], [by_param.get(id(p)) for p in fn.parameters()]
+
+    def backward_step(
+        self, y1: Tensor, y2: Tensor, gy1: Tensor, gy2: Tensor, record: Any
+    ) -> tuple[Tensor, Tensor, Tensor, Tensor, list[Tensor | None]]:
+        rng_f, rng_g = record
+        # y2 = x2 + G(y1): rebuild x2, push gy2 through G into y1 and G's parameters.
+        g_out, g_in_grad, g_param_grads = self._recompute_grads(self.g, y1, gy2, rng_g)
+        with torch.no_grad():
+            x2 = y2 - g_out
+            del g_out
+            gy1 = gy1 if g_in_grad is None else gy1 + g_in_grad
+        # y1 = x1 + F(x2): rebuild x1, push the total gy1 through F into x2 and F's parameters.
+        f_out, f_in_grad, f_param_grads = self._recompute_grads(self.f, x2, gy1, rng_f)
+        with torch.no_grad():
+            x1 = y1 - f_out
+            del f_out
+            gx2 = gy2 if f_in_grad is None else gy2 + f_in_grad
+        return x1, x2, gy1, gx2, f_param_grads + g_param_grads
+
+
+class SpaceToDepth(InvertibleLayer):
+    """Invertible downsampling: each stream (B, C, F, T) -> (B, 4C, F/2, T/2) by pixel_unshuffle(2)."""
+
+    factor = 2
+
+    def forward(self, x1: Tensor, x2: Tensor) -> tuple[Tensor, Tensor]:
+        freq, time = x1.shape[-2:]
+        if freq % self.factor or time % self.factor:
+            raise ValueError(
+                f"SpaceToDepth needs even freq and time sizes, got {tuple(x1.shape)}; pad the input so "
+                "that both are multiples of 2 ** (number of downsamplings)"
+            )
+        return F_.pixel_unshuffle(x1, self.factor), F_.pixel_unshuffle(x2, self.factor)
+
+    def inverse(self, y1: Tensor, y2: Tensor) -> tuple[Tensor, Tensor]:
+        return F_.pixel_shuffle(y1, self.factor), F_.pixel_shuffle(y2, self.factor)
+
+    def backward_step(
+        self, y1: Tensor, y2: Tensor, gy1: Tensor, gy2: Tensor, record: Any
+    ) -> tuple[Tensor, Tensor, Tensor, Tensor, list[Tensor | None]]:
+        x1, x2 = self.inverse(y1, y2)
+        gx1, gx2 = self.inverse(gy1, gy2)  # pixel_shuffle is a permutation: its adjoint is its inverse
+        return x1, x2, gx1, gx2, []
+
+
+class _ReversibleRunFunction(torch.autograd.Function):
+    """forward(x, layers, *params) -> y; keeps only y. backward rebuilds inputs layer by layer."""
+
+    @staticmethod
+    def forward(ctx: Any, x: Tensor, layers: tuple[InvertibleLayer, ...], *params: Tensor) -> Tensor:
+        device_type = x.device.type
+        ctx.autocast = (
+            device_type,
+            torch.get_autocast_dtype(device_type),
+            torch.is_autocast_enabled(device_type),
+        )
+        ctx.layers = layers
+        x1, x2 = x.chunk(2, dim=1)  # (B, C/2, F, T) each
+        records = []
+        for layer in layers:
+            x1, x2, record = layer.forward_recorded(x1, x2)
+            records.append(record)
+        y = torch.cat((x1, x2), dim=1)  # (B, C', F', T')
+        ctx.records = records
+        ctx.save_for_backward(y)
+        return y
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx: Any, grad_y: Tensor) -> tuple[Tensor | None, ...]:
+        (y,) = ctx.saved_tensors
+        y1, y2 = y.detach().chunk(2, dim=1)
+        g1, g2 = grad_y.chunk(2, dim=1)
+        device_type, dtype, enabled = ctx.autocast
+        param_grads: list[list[Tensor | None]] = []
+        with torch.autocast(device_type=device_type, dtype=dtype, enabled=enabled):
+            for layer, record in zip(reversed(ctx.layers), reversed(ctx.records)):
+                y1, y2, g1, g2, grads = layer.backward_step(y1, y2, g1, g2, record)
+                param_grads.append(grads)
+        flat = [g for grads in reversed(param_grads) for g in grads]
+        grad_x = torch.cat((g1, g2), dim=1) if ctx.needs_input_grad[0] else None
+        return (grad_x, None, *flat)
+
+
+class ReversibleSequence(nn.Module):
+    """A run of invertible layers on a (B, C, F, T) map split into two channel halves.
+
+    In training (grad enabled) only the run's output is kept for backward, unless
+    ``store_activations`` is True, in which case ordinary autograd runs the same layers.
+    """
+
+    def __init__(self, layers: Sequence[InvertibleLayer], store_activations: bool = False) -> None:
+        super().__init__()
+        if not layers:
+            raise ValueError("ReversibleSequence needs at least one layer, got an empty sequence")
+        for layer in layers:
+            if not isinstance(layer, InvertibleLayer):
+                raise TypeError(f"ReversibleSequence layers must be InvertibleLayer, got {type(layer).__name__}")
+        self.layers = nn.ModuleList(layers)
+        self.store_activations = store_activations
+
+    def _check_channels(self, x: Tensor) -> None:
+        if x.dim() != 4 or x.shape[1] % 2:
+            raise ValueError(f"ReversibleSequence expects (B, C, F, T) with even C, got {tuple(x.shape)}")
+
+    def forward(self, x: Tensor) -> Tensor:
+        # x: (B, C, F, T) -> (B, C', F', T')
+        self._check_channels(x)
+        params = list(self.parameters())
+        needs_graph = torch.is_grad_enabled() and (x.requires_grad or any(p.requires_grad for p in params))
+        if self.store_activations or not needs_graph:
+            x1, x2 = x.chunk(2, dim=1)
+            for layer in self.layers:
+                x1, x2 = layer(x1, x2)
+            return torch.cat((x1, x2), dim=1)
+        layers = tuple(self.layers)
+        run_params = [p for layer in layers for p in layer.parameters()]
+        return _ReversibleRunFunction.apply(x, layers, *run_params)
+
+    def inverse(self, y: Tensor) -> Tensor:
+        """Rebuild the run's input from its output (exact up to floating-point rounding)."""
+        self._check_channels(y)
+        y1, y2 = y.chunk(2, dim=1)
+        for layer in reversed(self.layers):
+            y1, y2 = layer.inverse(y1, y2)
+        return torch.cat((y1, y2), dim=1)
+
+
+def set_store_activations(model: nn.Module, store: bool) -> None:
+    """Flip ``store_activations`` on every ReversibleSequence inside ``model``."""
+    for module in model.modules():
+        if isinstance(module, ReversibleSequence):
+            module.store_activations = store

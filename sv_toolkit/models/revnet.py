@@ -1,0 +1,278 @@
+"""RevNets: reversible versions of the wespeaker ResNets, Type I and Type II.
+
+Names ``revnet{10,18,34,50,101,152,221,293}_{i,ii}``; same input/output contract as ``resnet*``.
+
+Type I (``_i``)
+    Every shape-preserving residual block becomes an additive coupling block; consecutive coupling
+    blocks of a stage form one :class:`ReversibleSequence` (one autograd Function). Blocks that change
+    the shape (the first block of stages 2-4, and of stage 1 for Bottleneck nets) stay ordinary
+    :class:`ResidualBlock` s and store their inputs. F and G take half the channels in and out; their
+    inner width ``m`` is chosen so that params(F) + params(G) equals the params of the vanilla block they
+    replace: for Basic blocks this gives exactly the vanilla width (m = v: conv3x3 v/2 -> v -> v/2), for
+    Bottleneck blocks m ~ 0.78 p (1x1 2p -> m, 3x3 m -> m, 1x1 m -> 2p). Parameter counts land within
+    ~0.5% of the vanilla nets.
+
+Type II (``_ii``)
+    Downsampling is made invertible with :class:`SpaceToDepth` (pixel_unshuffle per stream: freq and
+    time halved, channels x4), so the whole body after the stem is ONE reversible run and only the
+    network output is kept for backward (saved bytes are flat in depth). Because space-to-depth
+    multiplies the channels by 4 where the vanilla net multiplies them by 2, the stream width is
+    ``c0 * 4**i`` for stage i, with the stem producing ``c0 = base_width / 2`` channels:
+
+    ============  ===================  ==========================
+    stage         vanilla width (w=32)  Type II stream (c0 = 16)
+    ============  ===================  ==========================
+    1 (F)         32 / 128 (Basic/Bn)   16
+    2 (F/2)       64 / 256              64
+    3 (F/4)       128 / 512             256
+    4 (F/8)       256 / 1024            1024
+    ============  ===================  ==========================
+
+    Choices, and why:
+      * c0 = w/2 keeps the full-resolution stream at half the vanilla stem width (not a 1-2 channel
+        bottleneck) while the last stage ends at 32w, which is exactly the Bottleneck nets' final width,
+        so their pooling + Linear head is the vanilla one unchanged. (c0 = w would give 64w = 2048
+        channels at the end, and a 10.5M-parameter Linear after pooling.)
+      * F and G are always bottleneck branches (1x1 c/2 -> m, 3x3 m -> m, 1x1 m -> c/2) — with streams
+        up to 1024 channels, 3x3 convolutions at stream width would cost far too much. The inner width
+        m of each stage is solved so that the stage's coupling blocks have the parameters of the vanilla
+        stage they replace (including its downsampling shortcut).
+      * Basic nets end at 32w = 4x their vanilla width 8w: a cheap 1x1 conv + BN + ReLU projection
+        32w -> 8w (262k params at w=32, charged to stage 4's budget) restores the vanilla head. The
+        projection reads the run's output, which is kept anyway, so it adds no stored activation of
+        the body's size.
+      * Space-to-depth needs even sizes at every downsampling: the (B, 1, F, T) image is zero-padded at
+        the end of freq and time to multiples of 8 (the same ceil(T/8) output frames as the vanilla net,
+        whose stride-2 convolutions also zero-pad).
+
+    Measured at w=32: see ``tests/models/test_revnet.py`` (all within 1% of the vanilla counts).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from functools import lru_cache, partial
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F_
+
+from sv_toolkit.models.pooling import EmbeddingHead, downsampled_size, fbank_to_image
+from sv_toolkit.models.registry import check_num_blocks, register_model
+from sv_toolkit.models.resnet import (
+    BLOCK_EXPANSION,
+    RESNET_CONFIGS,
+    STAGE_STRIDES,
+    ResidualBlock,
+    bottleneck_branch,
+    conv_bn,
+    make_stem,
+)
+from sv_toolkit.models.reversible import (
+    CouplingBlock,
+    InvertibleLayer,
+    ReversibleSequence,
+    SpaceToDepth,
+    set_store_activations,
+)
+
+REV_TYPES = ("i", "ii")
+
+
+def count_params(module: nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())
+
+
+def solve_inner_width(make_branch_pair: Callable[[int], nn.Module], target: int) -> int:
+    """Smallest-error inner width m >= 1 such that params(make_branch_pair(m)) ~= target.
+
+    ``make_branch_pair(m)`` must have a parameter count increasing in m; candidates are built on the
+    meta device, so no memory is allocated.
+    """
+
+    def params(m: int) -> int:
+        with torch.device("meta"):
+            return count_params(make_branch_pair(m))
+
+    lo, hi = 1, 2
+    while params(hi) < target:
+        lo, hi = hi, hi * 2
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        lo, hi = (mid, hi) if params(mid) < target else (lo, mid)
+    return lo if abs(params(lo) - target) <= abs(params(hi) - target) else hi
+
+
+BranchFactory = Callable[[int, int], nn.Module]  # (half channels, inner width) -> F or G
+
+
+def basic_coupling_branch(half: int, inner: int) -> nn.Sequential:
+    """conv3x3(half -> inner) + BN + ReLU + conv3x3(inner -> half) + BN."""
+    return nn.Sequential(*conv_bn(half, inner, 3), nn.ReLU(), *conv_bn(inner, half, 3))
+
+
+def bottleneck_coupling_branch(half: int, inner: int) -> nn.Sequential:
+    """conv1x1(half -> inner) + BN + ReLU + conv3x3(inner) + BN + ReLU + conv1x1(inner -> half) + BN."""
+    return bottleneck_branch(half, inner, half)
+
+
+COUPLING_BRANCHES: dict[str, BranchFactory] = {
+    "basic": basic_coupling_branch,
+    "bottleneck": bottleneck_coupling_branch,
+}
+
+
+def coupling_stage(
+    make_branch: BranchFactory, channels: int, count: int, target_params: int
+) -> list[CouplingBlock]:
+    """``count`` coupling blocks on a ``channels``-wide stream, together worth ``target_params``.
+
+    F and G are ``make_branch(channels // 2, inner)`` with the inner width solved for the budget.
+    """
+    if channels % 2:
+        raise ValueError(f"a coupling stream needs an even channel count, got {channels}")
+    half = channels // 2
+    inner = _coupling_inner_width(make_branch, half, round(target_params / count))
+    return [CouplingBlock(make_branch(half, inner), make_branch(half, inner)) for _ in range(count)]
+
+
+@lru_cache(maxsize=None)
+def _coupling_inner_width(make_branch: BranchFactory, half: int, target_params: int) -> int:
+    def pair(inner: int) -> nn.Module:
+        return nn.ModuleList([make_branch(half, inner), make_branch(half, inner)])
+
+    return solve_inner_width(pair, target_params)
+
+
+@lru_cache(maxsize=None)
+def _vanilla_params(block: str, in_ch: int, planes: int, stride: int) -> int:
+    with torch.device("meta"):
+        return count_params(ResidualBlock(block, in_ch, planes, stride))
+
+
+class RevNet(nn.Module):
+    """Reversible ResNet (Type I or II): (B, T, feat_dim) -> (B, embed_dim)."""
+
+    def __init__(
+        self,
+        block: str,
+        num_blocks: Sequence[int],
+        rev_type: str,
+        feat_dim: int = 80,
+        embed_dim: int = 256,
+        base_width: int = 32,
+        store_activations: bool = False,
+    ) -> None:
+        super().__init__()
+        if rev_type not in REV_TYPES:
+            raise ValueError(f"rev_type must be one of {REV_TYPES}, got {rev_type!r}")
+        if block not in BLOCK_EXPANSION:
+            raise ValueError(f"block must be one of {sorted(BLOCK_EXPANSION)}, got {block!r}")
+        blocks = check_num_blocks(num_blocks)
+        self.name = f"revnet({block}, {blocks}, type {rev_type})"
+        self.feat_dim = feat_dim
+        self.rev_type = rev_type
+        final_width = base_width * 8 * BLOCK_EXPANSION[block]
+        if rev_type == "i":
+            if base_width % 2:
+                raise ValueError(f"Type I RevNets need an even base_width, got {base_width}")
+            self.stem = make_stem(base_width)
+            self.body = self._type_i_body(block, blocks, base_width)
+            self.projection: nn.Module = nn.Identity()
+            self.pad_to = 1
+        else:
+            if base_width % 4:
+                raise ValueError(f"Type II RevNets need base_width divisible by 4, got {base_width}")
+            stream = base_width // 2
+            self.stem = make_stem(stream)
+            stream_out = stream * 4**3
+            self.projection = (
+                nn.Identity()
+                if stream_out == final_width
+                else nn.Sequential(*conv_bn(stream_out, final_width, 1), nn.ReLU())
+            )
+            self.body = self._type_ii_body(block, blocks, base_width, stream, count_params(self.projection))
+            self.pad_to = 8
+        self.head = EmbeddingHead(final_width, downsampled_size(feat_dim, 3), embed_dim)
+        self.store_activations = store_activations
+
+    @property
+    def store_activations(self) -> bool:
+        """True: ordinary autograd through the reversible runs (reference mode, more memory)."""
+        return self._store_activations
+
+    @store_activations.setter
+    def store_activations(self, value: bool) -> None:
+        self._store_activations = bool(value)
+        set_store_activations(self, self._store_activations)
+
+    @staticmethod
+    def _type_i_body(block: str, blocks: tuple[int, ...], width: int) -> nn.Sequential:
+        layers: list[nn.Module] = []
+        in_ch = width
+        for i, (n, stride) in enumerate(zip(blocks, STAGE_STRIDES)):
+            planes = width * 2**i
+            out_ch = planes * BLOCK_EXPANSION[block]
+            run: list[InvertibleLayer] = []
+            for j in range(n):
+                s = stride if j == 0 else 1
+                if s != 1 or in_ch != out_ch:
+                    layers.append(ResidualBlock(block, in_ch, planes, s))
+                else:
+                    target = _vanilla_params(block, out_ch, planes, 1)
+                    run += coupling_stage(COUPLING_BRANCHES[block], out_ch, 1, target)
+                in_ch = out_ch
+            if run:
+                layers.append(ReversibleSequence(run))
+        return nn.Sequential(*layers)
+
+    @staticmethod
+    def _type_ii_body(
+        block: str, blocks: tuple[int, ...], width: int, stream: int, projection_params: int
+    ) -> ReversibleSequence:
+        layers: list[InvertibleLayer] = []
+        in_ch = width
+        for i, (n, stride) in enumerate(zip(blocks, STAGE_STRIDES)):
+            planes = width * 2**i
+            target = 0
+            for j in range(n):
+                target += _vanilla_params(block, in_ch, planes, stride if j == 0 else 1)
+                in_ch = planes * BLOCK_EXPANSION[block]
+            if i == len(blocks) - 1:
+                target = max(target - projection_params, n)
+            if stride != 1:
+                layers.append(SpaceToDepth())
+                stream *= 4
+            layers += coupling_stage(bottleneck_coupling_branch, stream, n, target)
+        return ReversibleSequence(layers)
+
+    def forward(self, feats: torch.Tensor) -> torch.Tensor:
+        x = fbank_to_image(feats, self.feat_dim)  # (B, 1, F, T)
+        if self.pad_to > 1:
+            pad_f = -x.shape[-2] % self.pad_to
+            pad_t = -x.shape[-1] % self.pad_to
+            x = F_.pad(x, (0, pad_t, 0, pad_f))  # (B, 1, F', T'), multiples of 8
+        x = self.body(self.stem(x))  # (B, C, F / 8, T / 8)
+        return self.head(self.projection(x))  # (B, embed_dim)
+
+
+def build_revnet(
+    depth: int,
+    rev_type: str,
+    *,
+    feat_dim: int = 80,
+    embed_dim: int = 256,
+    base_width: int = 32,
+    num_blocks: Sequence[int] | None = None,
+    store_activations: bool = False,
+) -> RevNet:
+    """Build ``revnet{depth}_{rev_type}``; ``num_blocks`` overrides the blocks per stage."""
+    block, default_blocks = RESNET_CONFIGS[depth]
+    return RevNet(
+        block, num_blocks or default_blocks, rev_type, feat_dim, embed_dim, base_width, store_activations
+    )
+
+
+for _depth in RESNET_CONFIGS:
+    for _rev_type in REV_TYPES:
+        register_model(f"revnet{_depth}_{_rev_type}", partial(build_revnet, _depth, _rev_type))
