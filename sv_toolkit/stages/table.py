@@ -44,7 +44,7 @@ def find_systems(root: Path, names: list[str]) -> list[Path]:
 
 
 def run(cfg: DictConfig) -> None:
-    root = Path(cfg.table.exp_root)
+    root = Path(cfg.table.systems_dir)
     results = [load_system(d) for d in find_systems(root, list(cfg.table.systems))]
     title = cfg.table.title
     table = markdown_table(results, title=title)

@@ -1,0 +1,87 @@
+import numpy as np
+import pytest
+import soundfile as sf
+
+from sv_toolkit.data.audio import AudioError, read_audio
+from sv_toolkit.data.manifests import Trial, Utterance, read_trials, read_utterances, write_trials, write_utterances
+from sv_toolkit.data.prepare import scan_audio_dir, split_train_test
+
+
+def _wav(path, seconds=1.0, sr=16000, channels=1):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    data = 0.1 * np.random.default_rng(0).standard_normal((int(seconds * sr), channels))
+    sf.write(str(path), data, sr, subtype="PCM_16")
+
+
+def test_utterance_manifest_round_trip(tmp_path):
+    utts = [Utterance("a/s/00001.wav", "a", "/x/a/s/00001.wav", 16000, 16000)]
+    write_utterances(tmp_path / "u.tsv", utts)
+    assert read_utterances(tmp_path / "u.tsv") == utts
+    assert utts[0].duration == 1.0
+
+
+def test_trials_round_trip_and_errors_name_file_and_line(tmp_path):
+    trials = [Trial(1, "a/s/1.wav", "a/t/2.wav"), Trial(0, "a/s/1.wav", "b/s/1.wav")]
+    write_trials(tmp_path / "t.txt", trials)
+    assert read_trials(tmp_path / "t.txt") == trials
+    bad = tmp_path / "bad.txt"
+    bad.write_text("1 a b\n2 a b\n")
+    with pytest.raises(ValueError, match=r"bad.txt:2: expected 'label enroll test'"):
+        read_trials(bad)
+    bad.write_text("1 a b\n0 a b c\n")
+    with pytest.raises(ValueError, match=r"bad.txt:2"):
+        read_trials(bad)
+    with pytest.raises(ValueError, match=r"t.txt:2: utterance 'b/s/1.wav' is not in the corpus"):
+        read_trials(tmp_path / "t.txt", known_keys={"a/s/1.wav", "a/t/2.wav"})
+    with pytest.raises(FileNotFoundError, match="missing.txt"):
+        read_trials(tmp_path / "missing.txt")
+
+
+def test_scan_skips_bad_files_with_reasons(tmp_path):
+    root = tmp_path / "wav"
+    _wav(root / "spk1" / "sess1" / "00001.wav")
+    _wav(root / "spk1" / "sess1" / "00002.wav", channels=2)  # stereo: accepted, averaged to mono on read
+    _wav(root / "spk2" / "sess1" / "00001.wav", sr=8000)
+    _wav(root / "spk2" / "sess1" / "00002.wav", seconds=0.1)
+    (root / "spk2" / "sess1" / "00003.wav").write_bytes(b"not audio at all")
+    (root / "spk2" / "sess1" / "00004.wav").write_bytes(b"")
+    utts, skipped = scan_audio_dir(root, 16000, min_seconds=0.5)
+    assert [u.key for u in utts] == ["spk1/sess1/00001.wav", "spk1/sess1/00002.wav"]
+    reasons = {s.path.rsplit("/", 1)[-1]: s.reason for s in skipped}
+    assert "8000 Hz" in reasons["00001.wav"]
+    assert "shorter than 0.5" in reasons["00002.wav"]
+    assert reasons["00003.wav"].startswith("unreadable") and reasons["00004.wav"].startswith("unreadable")
+    wave, sr = read_audio(utts[1].path)
+    assert wave.dim() == 1 and sr == 16000
+
+
+def test_scan_missing_folder_says_what_to_do(tmp_path):
+    with pytest.raises(FileNotFoundError, match="does not exist; create the corpus"):
+        scan_audio_dir(tmp_path / "nowhere", 16000)
+
+
+def test_read_audio_errors_name_the_file(tmp_path):
+    bad = tmp_path / "broken.wav"
+    bad.write_bytes(b"RIFF....")
+    with pytest.raises(AudioError, match="broken.wav"):
+        read_audio(bad)
+    _wav(tmp_path / "ok.wav", sr=8000)
+    with pytest.raises(AudioError, match="8000 Hz, expected 16000"):
+        read_audio(tmp_path / "ok.wav", expected_sample_rate=16000)
+
+
+def test_split_removes_trial_speakers_from_training():
+    mk = lambda k: Utterance(k, k.split("/")[0], k, 16000, 16000)  # noqa: E731
+    utts = [mk("a/s/1.wav"), mk("a/s/2.wav"), mk("b/s/1.wav"), mk("c/s/1.wav")]
+    trials = {"t": [Trial(0, "a/s/1.wav", "b/s/1.wav")]}
+    train, test = split_train_test(utts, utts, trials)
+    assert [u.key for u in test] == ["a/s/1.wav", "b/s/1.wav"]
+    assert [u.key for u in train] == ["c/s/1.wav"]
+
+
+def test_prepare_on_real_voxceleb_sample(shared_data):
+    utts, skipped = scan_audio_dir(shared_data / "voxceleb1_sample" / "wav", 16000)
+    assert len(utts) == 6 and not skipped
+    assert {u.speaker for u in utts} == {"id10001", "id10002"}
+    assert all(u.key.count("/") == 2 and u.key.endswith(".wav") for u in utts)
+    assert all(1.0 < u.duration < 60.0 for u in utts)
