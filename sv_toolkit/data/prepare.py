@@ -22,12 +22,13 @@ class SkippedFile:
 
 
 def scan_audio_dir(
-    audio_dir: str | os.PathLike, sample_rate: int, min_seconds: float = 0.0
+    audio_dir: str | os.PathLike, sample_rate: int, min_seconds: float = 0.0, skip_bad_audio: bool = True
 ) -> tuple[list[Utterance], list[SkippedFile]]:
     """List every ``speaker/session/file`` audio file with its length, read from the header.
 
-    Files that cannot be read, are empty, shorter than ``min_seconds`` or have another sample rate are
-    skipped and returned with the reason.
+    Files shorter than ``min_seconds`` are skipped. Files that cannot be read, are empty or have another sample
+    rate are skipped too when ``skip_bad_audio`` (all skipped files are returned with the reason); otherwise
+    the first one raises :class:`AudioError` naming it.
     """
     root = Path(audio_dir)
     if not root.is_dir():
@@ -40,13 +41,18 @@ def scan_audio_dir(
         key = path.relative_to(root).as_posix()
         try:
             num_samples, sr, _ = audio_info(path)
+            problem = "empty" if num_samples == 0 else None
+            if problem is None and sr != sample_rate:
+                problem = f"sample rate {sr} Hz, expected {sample_rate} Hz"
         except AudioError as err:
-            skipped.append(SkippedFile(str(path), f"unreadable: {err}"))
-            continue
-        if num_samples == 0:
-            skipped.append(SkippedFile(str(path), "empty"))
-        elif sr != sample_rate:
-            skipped.append(SkippedFile(str(path), f"sample rate {sr} Hz, expected {sample_rate} Hz"))
+            problem = f"unreadable: {err}"
+        if problem is not None and not skip_bad_audio:
+            raise AudioError(
+                f"audio file {path} is {problem}; replace or delete it, or set data.skip_bad_audio=true "
+                "to leave such files out (they are listed in manifests/summary.json)"
+            )
+        if problem is not None:
+            skipped.append(SkippedFile(str(path), problem))
         elif num_samples < min_seconds * sr:
             skipped.append(SkippedFile(str(path), f"shorter than {min_seconds} s"))
         else:

@@ -20,11 +20,11 @@ def run(cfg: DictConfig) -> None:
     if not should_run(out_dir, cfg.overwrite, "prepare"):
         return
     d = cfg.data
-    train_all, skipped = scan_audio_dir(d.train_audio_dir, d.sample_rate, d.min_seconds)
+    train_all, skipped = scan_audio_dir(d.train_audio_dir, d.sample_rate, d.min_seconds, d.skip_bad_audio)
     if Path(d.test_audio_dir).resolve() == Path(d.train_audio_dir).resolve():
         test_all = train_all
     else:
-        test_all, skipped_test = scan_audio_dir(d.test_audio_dir, d.sample_rate, 0.0)
+        test_all, skipped_test = scan_audio_dir(d.test_audio_dir, d.sample_rate, 0.0, d.skip_bad_audio)
         skipped += skipped_test
     trials = load_trial_lists(dict(d.trials), {u.key for u in test_all})
     train, test = split_train_test(train_all, test_all, trials)

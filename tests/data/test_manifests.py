@@ -85,3 +85,22 @@ def test_prepare_on_real_voxceleb_sample(shared_data):
     assert {u.speaker for u in utts} == {"id10001", "id10002"}
     assert all(u.key.count("/") == 2 and u.key.endswith(".wav") for u in utts)
     assert all(1.0 < u.duration < 60.0 for u in utts)
+
+
+@pytest.mark.parametrize("content,problem", [(b"", "unreadable"), (b"garbage bytes", "unreadable")])
+def test_scan_stops_on_bad_audio_unless_skipping(tmp_path, content, problem):
+    root = tmp_path / "wav"
+    _wav(root / "spk1" / "sess1" / "00001.wav")
+    bad = root / "spk1" / "sess1" / "00002.wav"
+    bad.write_bytes(content)
+    with pytest.raises(AudioError, match=rf"{bad} is {problem}.*data.skip_bad_audio=true"):
+        scan_audio_dir(root, 16000, skip_bad_audio=False)
+    utts, skipped = scan_audio_dir(root, 16000, skip_bad_audio=True)
+    assert len(utts) == 1 and skipped[0].path == str(bad)
+
+
+def test_scan_stops_on_wrong_sample_rate_unless_skipping(tmp_path):
+    root = tmp_path / "wav"
+    _wav(root / "spk1" / "sess1" / "00001.wav", sr=8000)
+    with pytest.raises(AudioError, match="sample rate 8000 Hz, expected 16000 Hz"):
+        scan_audio_dir(root, 16000, skip_bad_audio=False)
