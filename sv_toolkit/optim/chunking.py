@@ -1,0 +1,148 @@
+"""Multi-tensor batching for the 8-bit step: pack many parameters into fixed-size flat workspaces.
+
+The 8-bit update runs on one flat fp32 workspace ("chunk") at a time instead of once per parameter, so a
+step costs a few dozen large vectorised ops per chunk whatever the number of tensors, and the transient
+fp32 memory is bounded by the chunk size instead of the model size. Every parameter segment starts on a
+block boundary of the workspace, so the workspace's blocks are exactly the parameters' blocks; the tail
+of a ragged last block is padding that holds zeros.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+
+DEFAULT_CHUNK_SIZE = 1 << 20  # elements per workspace: about 30 MB of transient buffers
+
+
+@dataclass(frozen=True)
+class Segment:
+    """Elements [start, start + length) of parameter ``index`` live at workspace offset ``offset``."""
+
+    index: int
+    start: int
+    length: int
+    offset: int
+
+
+@dataclass
+class Chunk:
+    """One workspace load: its segments, the padding ranges to zero, and the used length (whole blocks).
+
+    ``layout`` lists, in workspace order, a segment position (int >= 0) or a padding length (as -length),
+    which is what ``torch.cat(..., out=workspace)`` needs; the slices are precomputed by :meth:`finish`.
+    """
+
+    segments: list[Segment] = field(default_factory=list)
+    pads: list[tuple[int, int]] = field(default_factory=list)
+    used: int = 0
+    layout: list[int] = field(default_factory=list)
+    ws_slices: list[slice] = field(default_factory=list)
+    src_slices: list[slice] = field(default_factory=list)
+    ws_blocks: slice = field(default_factory=lambda: slice(0))
+    src_blocks: list[slice] = field(default_factory=list)
+
+    def finish(self, block_size: int) -> None:
+        """Precompute the slices used at every step."""
+        self.ws_slices = [slice(s.offset, s.offset + s.length) for s in self.segments]
+        self.src_slices = [slice(s.start, s.start + s.length) for s in self.segments]
+        self.ws_blocks = slice(0, self.used // block_size)
+        self.src_blocks = [slice(s.start // block_size, -(-(s.start + s.length) // block_size))
+                           for s in self.segments]
+        pad_at = dict(self.pads)
+        self.layout = []
+        for pos, seg in enumerate(self.segments):
+            self.layout.append(pos)
+            end = seg.offset + seg.length
+            if end in pad_at:
+                self.layout.append(end - pad_at[end])
+
+
+def plan_chunks(numels: list[int], block_size: int, chunk_size: int) -> list[Chunk]:
+    """Split parameters of ``numels`` elements into chunks of at most ``chunk_size`` block-aligned elements.
+
+    A parameter larger than a chunk is split at block boundaries; small ones share chunks.
+    """
+    if chunk_size < block_size:
+        raise ValueError(f"chunk_size ({chunk_size}) must be at least block_size ({block_size})")
+    capacity = chunk_size - chunk_size % block_size
+    chunks: list[Chunk] = [Chunk()]
+    for index, numel in enumerate(numels):
+        start = 0
+        while start < numel:
+            current = chunks[-1]
+            space = capacity - current.used
+            if space < block_size:
+                chunks.append(Chunk())
+                continue
+            length = min(numel - start, space)
+            padded = -(-length // block_size) * block_size
+            current.segments.append(Segment(index, start, length, current.used))
+            if padded > length:
+                current.pads.append((current.used + length, current.used + padded))
+            current.used += padded
+            start += length
+    chunks = [c for c in chunks if c.segments]
+    for chunk in chunks:
+        chunk.finish(block_size)
+    return chunks
+
+
+class Workspace:
+    """Reusable flat buffers for one chunk: fp32 gradient, per-state fp32 values, codes and absmax, scratch."""
+
+    def __init__(self, size: int, block_size: int, state_names: tuple[str, ...], device: torch.device) -> None:
+        self.size, self.block_size, self.device = size, block_size, device
+        f32 = dict(dtype=torch.float32, device=device)
+        self.grad = torch.zeros(size, **f32)
+        self.update = torch.zeros(size, **f32)
+        self.values = {name: torch.zeros(size, **f32) for name in state_names}
+        self.codes = {name: torch.zeros(size, dtype=torch.uint8, device=device) for name in state_names}
+        self.absmax = {name: torch.ones(size // block_size, **f32) for name in state_names}
+        self.scratch = (torch.empty(size, dtype=torch.int32, device=device),
+                        torch.empty(size, dtype=torch.int32, device=device))
+        self._pads: dict[tuple[int, torch.dtype, float], torch.Tensor] = {}
+
+    def padding(self, length: int, dtype: torch.dtype, fill: float) -> torch.Tensor:
+        """A cached constant tensor of ``length`` elements used to fill block padding."""
+        key = (length, dtype, fill)
+        if key not in self._pads:
+            self._pads[key] = torch.full((length,), fill, dtype=dtype, device=self.device)
+        return self._pads[key]
+
+    def nbytes(self) -> int:
+        """Bytes held by the workspace buffers."""
+        tensors = [self.grad, self.update, *self.values.values(), *self.codes.values(),
+                   *self.absmax.values(), *self.scratch]
+        return sum(t.numel() * t.element_size() for t in tensors)
+
+
+def flat_view(tensor: torch.Tensor) -> torch.Tensor:
+    """1-D view of a tensor's elements in memory order (contiguous or any dense layout, e.g. channels_last)."""
+    if tensor.is_contiguous():
+        return tensor.view(-1)
+    if _is_dense(tensor):
+        return tensor.as_strided((tensor.numel(),), (1,), tensor.storage_offset())
+    raise ValueError(f"8-bit optimizer states need a dense tensor; got shape {tuple(tensor.shape)} "
+                     f"with strides {tensor.stride()}: make the parameter contiguous")
+
+
+def _is_dense(tensor: torch.Tensor) -> bool:
+    """True when the tensor's elements fill a contiguous memory range without overlap (any dim order)."""
+    dims = sorted((s, n) for s, n in zip(tensor.stride(), tensor.shape) if n != 1)
+    expected = 1
+    for stride, size in dims:
+        if stride != expected:
+            return False
+        expected *= size
+    return True
+
+
+def grad_flat_view(param: torch.Tensor, grad: torch.Tensor) -> torch.Tensor:
+    """1-D view of ``grad`` in the memory order of ``param`` (copies only if their layouts differ)."""
+    if grad.stride() != param.stride():
+        aligned = torch.empty_like(param, dtype=grad.dtype)
+        aligned.copy_(grad)
+        grad = aligned
+    return flat_view(grad)
