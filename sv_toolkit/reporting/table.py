@@ -12,7 +12,8 @@ class SystemResult:
     system: str
     model: str
     params: int
-    train_memory_bytes: int | None
+    train_memory_bytes: int | None  # peak live bytes of one training step
+    train_activation_bytes: int | None  # bytes saved for backward by one training step
     optimizer: str
     metrics: dict[str, dict[str, float]] = field(default_factory=dict)  # trial list -> metric -> value
 
@@ -42,6 +43,7 @@ def results_rows(results: Sequence[SystemResult]) -> list[dict]:
                     "model": r.model,
                     "params": r.params,
                     "train_memory_bytes": r.train_memory_bytes,
+                    "train_activation_bytes": r.train_activation_bytes,
                     "optimizer": r.optimizer,
                     "trial_list": trial_list,
                     "num_trials": int(m["num_trials"]),
@@ -54,17 +56,21 @@ def results_rows(results: Sequence[SystemResult]) -> list[dict]:
 
 
 def markdown_table(results: Sequence[SystemResult], title: str = "") -> str:
-    """A Markdown table: system, model, params, training memory, then 'EER% / minDCF0.01 / minDCF0.05' per list."""
+    """A Markdown table: system, model, params, training memory (peak and activations saved for backward) and
+    optimizer, then 'EER% / minDCF0.01 / minDCF0.05' for each trial list."""
     trial_lists: list[str] = []
     for r in results:
         trial_lists += [t for t in r.metrics if t not in trial_lists]
-    header = ["system", "model", "params", "train memory (peak)", "optimizer"] + [
+    header = ["system", "model", "params", "train peak mem", "saved activations", "optimizer"] + [
         f"{t} EER% / DCF0.01 / DCF0.05" for t in trial_lists
     ]
     lines = [f"### {title}", ""] if title else []
     lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for r in results:
-        cells = [r.system, r.model, _human_params(r.params), _human_bytes(r.train_memory_bytes), r.optimizer]
+        cells = [
+            r.system, r.model, _human_params(r.params), _human_bytes(r.train_memory_bytes),
+            _human_bytes(r.train_activation_bytes), r.optimizer,
+        ]
         for t in trial_lists:
             m = r.metrics.get(t)
             cells.append("-" if m is None else f"{100 * m['eer']:.2f} / {m['min_dcf_0.01']:.3f} / {m['min_dcf_0.05']:.3f}")

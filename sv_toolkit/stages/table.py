@@ -24,6 +24,7 @@ def load_system(exp_dir: Path) -> SystemResult:
         model=info["model"],
         params=int(info["params"]),
         train_memory_bytes=memory.get("peak_live"),
+        train_activation_bytes=memory.get("activations_saved"),
         optimizer=summary.get("optimizer", "-"),
         metrics=metrics,
     )
