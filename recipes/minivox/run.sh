@@ -4,27 +4,12 @@
 # Stages: 1 synthesise corpus, 2 manifests, 3 fbank, 4 untrained baseline, 5 train, 6 embed, 7 score, 8 table.
 # Outputs: data/minivox (corpus, manifests, features) and exp/minivox/<system> (checkpoints, logs, scores).
 set -euo pipefail
-root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
-cd "$root"
+cd "$(dirname "${BASH_SOURCE[0]}")/../.."
 PYTHON=${PYTHON:-python}
 stage=1
 stop_stage=8
+data=minivox
+corpus_script=synth_minivox
 systems="minivox_resnet10 minivox_revnet10_ii"   # conf/experiment/<name>.yaml, one trained system each
 source recipes/common/parse_options.sh
-
-run() { echo "+ $*" >&2; "$PYTHON" "$@"; }
-data=(data=minivox)
-
-if [[ $stage -le 1 && $stop_stage -ge 1 ]]; then run scripts/synth_minivox.py "${data[@]}" "${overrides[@]}"; fi
-if [[ $stage -le 2 && $stop_stage -ge 2 ]]; then run scripts/prepare.py "${data[@]}" "${overrides[@]}"; fi
-if [[ $stage -le 3 && $stop_stage -ge 3 ]]; then run scripts/features.py "${data[@]}" "${overrides[@]}"; fi
-if [[ $stage -le 4 && $stop_stage -ge 4 ]]; then
-  run scripts/embed.py "${data[@]}" experiment=baseline "${overrides[@]}"
-  run scripts/score.py "${data[@]}" experiment=baseline "${overrides[@]}"
-fi
-for exp in $systems; do
-  if [[ $stage -le 5 && $stop_stage -ge 5 ]]; then run scripts/train.py experiment="$exp" "${overrides[@]}"; fi
-  if [[ $stage -le 6 && $stop_stage -ge 6 ]]; then run scripts/embed.py experiment="$exp" "${overrides[@]}"; fi
-  if [[ $stage -le 7 && $stop_stage -ge 7 ]]; then run scripts/score.py experiment="$exp" "${overrides[@]}"; fi
-done
-if [[ $stage -le 8 && $stop_stage -ge 8 ]]; then run scripts/table.py "${data[@]}" "${overrides[@]}"; fi
+source recipes/common/pipeline.sh
