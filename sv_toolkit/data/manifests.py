@@ -82,6 +82,15 @@ def write_speakers(path: str | os.PathLike, utterances: Iterable[Utterance]) -> 
             f.write(f"{spk}\t{i}\t{n}\t{sec:.2f}\n")
 
 
+def read_speakers(path: str | os.PathLike) -> dict[str, int]:
+    """Speaker -> class index from a speaker list written by :func:`write_speakers`."""
+    p = Path(path)
+    if not p.is_file():
+        raise FileNotFoundError(f"speaker list {p} does not exist; run scripts/prepare.py first")
+    with open(p, newline="") as f:
+        return {r["speaker"]: int(r["index"]) for r in csv.DictReader(f, delimiter="\t")}
+
+
 def read_trials(path: str | os.PathLike, known_keys: Mapping[str, object] | set[str] | None = None) -> list[Trial]:
     """Read a VoxCeleb-format trial list (``label enroll test`` per line).
 

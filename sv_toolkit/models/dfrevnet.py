@@ -27,7 +27,6 @@ from functools import lru_cache, partial
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F_
 
 from sv_toolkit.models.dfresnet import (
     DF_CONFIGS,
@@ -37,11 +36,11 @@ from sv_toolkit.models.dfresnet import (
     downsampling_layer,
     inverted_bottleneck_branch,
 )
-from sv_toolkit.models.pooling import EmbeddingHead, downsampled_size, fbank_to_image
+from sv_toolkit.models.pooling import EmbeddingHead, downsampled_size
 from sv_toolkit.models.registry import check_num_blocks, register_model
 from sv_toolkit.models.resnet import conv_bn, make_stem
-from sv_toolkit.models.reversible import InvertibleLayer, ReversibleSequence, SpaceToDepth, set_store_activations
-from sv_toolkit.models.revnet import REV_TYPES, count_params, coupling_stage
+from sv_toolkit.models.reversible import InvertibleLayer, ReversibleSequence, SpaceToDepth
+from sv_toolkit.models.revnet import REV_TYPES, ReversibleEmbeddingNet, count_params, coupling_stage
 
 
 def inverted_coupling_branch(half: int, inner: int) -> nn.Sequential:
@@ -66,7 +65,7 @@ def type_ii_stem_width(base_width: int) -> int:
     return 2 * max(1, base_width // 16)
 
 
-class DFRevNet(nn.Module):
+class DFRevNet(ReversibleEmbeddingNet):
     """Reversible DF-ResNet (Type I or II): (B, T, feat_dim) -> (B, embed_dim)."""
 
     def __init__(
@@ -78,13 +77,9 @@ class DFRevNet(nn.Module):
         base_width: int = 32,
         store_activations: bool = False,
     ) -> None:
-        super().__init__()
-        if rev_type not in REV_TYPES:
-            raise ValueError(f"rev_type must be one of {REV_TYPES}, got {rev_type!r}")
+        super().__init__(rev_type, feat_dim)
         blocks = check_num_blocks(num_blocks)
         self.name = f"dfrevnet({blocks}, type {rev_type})"
-        self.feat_dim = feat_dim
-        self.rev_type = rev_type
         widths = df_widths(base_width)
         if rev_type == "i":
             if base_width % 2:
@@ -98,7 +93,6 @@ class DFRevNet(nn.Module):
                 layers.append(ReversibleSequence(run))
             self.body: nn.Module = nn.Sequential(*layers)
             self.projection: nn.Module = nn.Identity()
-            self.pad_to = 1
         else:
             stream = type_ii_stem_width(base_width)
             self.stem = make_stem(stream)
@@ -117,23 +111,6 @@ class DFRevNet(nn.Module):
             self.pad_to = 2**NUM_DOWNSAMPLINGS
         self.head = EmbeddingHead(widths[-1], downsampled_size(feat_dim, NUM_DOWNSAMPLINGS), embed_dim)
         self.store_activations = store_activations
-
-    @property
-    def store_activations(self) -> bool:
-        """True: ordinary autograd through the reversible runs (reference mode, more memory)."""
-        return self._store_activations
-
-    @store_activations.setter
-    def store_activations(self, value: bool) -> None:
-        self._store_activations = bool(value)
-        set_store_activations(self, self._store_activations)
-
-    def forward(self, feats: torch.Tensor) -> torch.Tensor:
-        x = fbank_to_image(feats, self.feat_dim)  # (B, 1, F, T)
-        if self.pad_to > 1:
-            x = F_.pad(x, (0, -x.shape[-1] % self.pad_to, 0, -x.shape[-2] % self.pad_to))
-        x = self.body(self.stem(x))  # (B, C, F / 16, T / 16)
-        return self.head(self.projection(x))  # (B, embed_dim)
 
 
 def build_dfrevnet(

@@ -150,7 +150,43 @@ def _vanilla_params(block: str, in_ch: int, planes: int, stride: int) -> int:
         return count_params(ResidualBlock(block, in_ch, planes, stride))
 
 
-class RevNet(nn.Module):
+class ReversibleEmbeddingNet(nn.Module):
+    """Shared skeleton of RevNet and DF-RevNet: fbank image -> pad -> stem -> body -> projection -> head.
+
+    Subclasses build ``stem``, ``body``, ``projection`` and ``head`` and set ``pad_to`` (the image is
+    zero-padded at the end of freq and time to a multiple of it; 1 = no padding), then set
+    ``store_activations`` last, once the reversible runs exist.
+    """
+
+    def __init__(self, rev_type: str, feat_dim: int) -> None:
+        super().__init__()
+        if rev_type not in REV_TYPES:
+            raise ValueError(f"rev_type must be one of {REV_TYPES}, got {rev_type!r}")
+        self.rev_type = rev_type
+        self.feat_dim = feat_dim
+        self.pad_to = 1
+
+    @property
+    def store_activations(self) -> bool:
+        """True: ordinary autograd through the reversible runs (reference mode, more memory)."""
+        return self._store_activations
+
+    @store_activations.setter
+    def store_activations(self, value: bool) -> None:
+        self._store_activations = bool(value)
+        set_store_activations(self, self._store_activations)
+
+    def forward(self, feats: torch.Tensor) -> torch.Tensor:
+        x = fbank_to_image(feats, self.feat_dim)  # (B, 1, F, T)
+        if self.pad_to > 1:
+            pad_f = -x.shape[-2] % self.pad_to
+            pad_t = -x.shape[-1] % self.pad_to
+            x = F_.pad(x, (0, pad_t, 0, pad_f))  # (B, 1, F', T'), multiples of pad_to
+        x = self.body(self.stem(x))  # (B, C, F' / 2**k, T' / 2**k) after k downsamplings
+        return self.head(self.projection(x))  # (B, embed_dim)
+
+
+class RevNet(ReversibleEmbeddingNet):
     """Reversible ResNet (Type I or II): (B, T, feat_dim) -> (B, embed_dim)."""
 
     def __init__(
@@ -163,15 +199,11 @@ class RevNet(nn.Module):
         base_width: int = 32,
         store_activations: bool = False,
     ) -> None:
-        super().__init__()
-        if rev_type not in REV_TYPES:
-            raise ValueError(f"rev_type must be one of {REV_TYPES}, got {rev_type!r}")
+        super().__init__(rev_type, feat_dim)
         if block not in BLOCK_EXPANSION:
             raise ValueError(f"block must be one of {sorted(BLOCK_EXPANSION)}, got {block!r}")
         blocks = check_num_blocks(num_blocks)
         self.name = f"revnet({block}, {blocks}, type {rev_type})"
-        self.feat_dim = feat_dim
-        self.rev_type = rev_type
         final_width = base_width * 8 * BLOCK_EXPANSION[block]
         if rev_type == "i":
             if base_width % 2:
@@ -179,7 +211,6 @@ class RevNet(nn.Module):
             self.stem = make_stem(base_width)
             self.body = self._type_i_body(block, blocks, base_width)
             self.projection: nn.Module = nn.Identity()
-            self.pad_to = 1
         else:
             if base_width % 4:
                 raise ValueError(f"Type II RevNets need base_width divisible by 4, got {base_width}")
@@ -195,16 +226,6 @@ class RevNet(nn.Module):
             self.pad_to = 8
         self.head = EmbeddingHead(final_width, downsampled_size(feat_dim, 3), embed_dim)
         self.store_activations = store_activations
-
-    @property
-    def store_activations(self) -> bool:
-        """True: ordinary autograd through the reversible runs (reference mode, more memory)."""
-        return self._store_activations
-
-    @store_activations.setter
-    def store_activations(self, value: bool) -> None:
-        self._store_activations = bool(value)
-        set_store_activations(self, self._store_activations)
 
     @staticmethod
     def _type_i_body(block: str, blocks: tuple[int, ...], width: int) -> nn.Sequential:
@@ -245,16 +266,6 @@ class RevNet(nn.Module):
                 stream *= 4
             layers += coupling_stage(bottleneck_coupling_branch, stream, n, target)
         return ReversibleSequence(layers)
-
-    def forward(self, feats: torch.Tensor) -> torch.Tensor:
-        x = fbank_to_image(feats, self.feat_dim)  # (B, 1, F, T)
-        if self.pad_to > 1:
-            pad_f = -x.shape[-2] % self.pad_to
-            pad_t = -x.shape[-1] % self.pad_to
-            x = F_.pad(x, (0, pad_t, 0, pad_f))  # (B, 1, F', T'), multiples of 8
-        x = self.body(self.stem(x))  # (B, C, F / 8, T / 8)
-        return self.head(self.projection(x))  # (B, embed_dim)
-
 
 def build_revnet(
     depth: int,

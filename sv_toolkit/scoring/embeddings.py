@@ -9,6 +9,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from sv_toolkit.data.dataset import crop_or_repeat
 from sv_toolkit.features.store import FeatureStore
 from sv_toolkit.utils.io import atomic_path
 
@@ -24,9 +25,10 @@ def extract_embeddings(
     model.eval().to(device)
     out = []
     for i in tqdm(range(len(store)), desc=f"embed {store.path.name}", disable=not progress):
-        feats = torch.from_numpy(np.array(store.by_index(i)))  # (T, F)
+        feats = store.by_index(i)  # (T, F)
         if feats.shape[0] < min_frames:
-            feats = feats.repeat(-(-min_frames // feats.shape[0]), 1)[:min_frames]
+            feats = crop_or_repeat(feats, min_frames, start=0)
+        feats = torch.from_numpy(np.array(feats))
         feats = feats - feats.mean(dim=0, keepdim=True)
         out.append(model(feats.unsqueeze(0).to(device)).float().cpu())
     return torch.cat(out).numpy()

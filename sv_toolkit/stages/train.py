@@ -12,6 +12,7 @@ from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import DataLoader
 
 from sv_toolkit.data.dataset import RandomChunkDataset
+from sv_toolkit.data.manifests import read_speakers
 from sv_toolkit.features.store import FeatureStore
 from sv_toolkit.losses import MarginScheduler
 from sv_toolkit.stages.common import mark_done, resolve_device, should_run, to_container
@@ -21,14 +22,6 @@ from sv_toolkit.training.memory import measure_training_step
 from sv_toolkit.utils.io import write_json_atomic
 
 log = logging.getLogger(__name__)
-
-
-def read_speaker_index(path: Path) -> dict[str, int]:
-    """speaker -> class index from a speakers.tsv written by the prepare stage."""
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} does not exist; run scripts/prepare.py first")
-    rows = [line.split("\t") for line in path.read_text().splitlines()[1:]]
-    return {spk: int(idx) for spk, idx, *_ in rows}
 
 
 def _memory_report(model, head, optim_factory, cfg: DictConfig, num_classes: int, device) -> dict[str, int]:
@@ -59,7 +52,7 @@ def run(cfg: DictConfig) -> None:
     t = cfg.trainer
     torch.manual_seed(cfg.seed)
     device = resolve_device(t.device)
-    speakers = read_speaker_index(Path(cfg.data.manifest_dir) / "train" / "speakers.tsv")
+    speakers = read_speakers(Path(cfg.data.manifest_dir) / "train" / "speakers.tsv")
     store = FeatureStore(Path(cfg.data.feature_dir) / "train")
     dataset = RandomChunkDataset(store, speakers, t.chunk_frames, t.chunks_per_utterance)
     loader = DataLoader(

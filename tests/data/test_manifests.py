@@ -3,7 +3,16 @@ import pytest
 import soundfile as sf
 
 from sv_toolkit.data.audio import AudioError, read_audio
-from sv_toolkit.data.manifests import Trial, Utterance, read_trials, read_utterances, write_trials, write_utterances
+from sv_toolkit.data.manifests import (
+    Trial,
+    Utterance,
+    read_speakers,
+    read_trials,
+    read_utterances,
+    write_speakers,
+    write_trials,
+    write_utterances,
+)
 from sv_toolkit.data.prepare import scan_audio_dir, split_train_test
 
 
@@ -18,6 +27,15 @@ def test_utterance_manifest_round_trip(tmp_path):
     write_utterances(tmp_path / "u.tsv", utts)
     assert read_utterances(tmp_path / "u.tsv") == utts
     assert utts[0].duration == 1.0
+
+
+def test_speaker_list_gives_sorted_class_indices(tmp_path):
+    mk = lambda k: Utterance(k, k.split("/")[0], k, 8000, 16000)  # noqa: E731
+    write_speakers(tmp_path / "s.tsv", [mk("b/s/1.wav"), mk("a/s/1.wav"), mk("b/s/2.wav")])
+    assert read_speakers(tmp_path / "s.tsv") == {"a": 0, "b": 1}
+    assert "b\t1\t2\t1.00" in (tmp_path / "s.tsv").read_text()
+    with pytest.raises(FileNotFoundError, match="run scripts/prepare.py"):
+        read_speakers(tmp_path / "missing.tsv")
 
 
 def test_trials_round_trip_and_errors_name_file_and_line(tmp_path):
