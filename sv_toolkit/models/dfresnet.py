@@ -23,6 +23,7 @@ from functools import partial
 import torch
 import torch.nn as nn
 
+from sv_toolkit.models.checkpointing import StageCheckpointing
 from sv_toolkit.models.pooling import EmbeddingHead, downsampled_size, fbank_to_image
 from sv_toolkit.models.registry import check_num_blocks, register_model
 from sv_toolkit.models.resnet import conv_bn, make_stem
@@ -69,7 +70,7 @@ class InvertedBottleneckBlock(nn.Module):
         return self.relu(x + self.branch(x))
 
 
-class DFResNet(nn.Module):
+class DFResNet(StageCheckpointing, nn.Module):
     """DF-ResNet: (B, T, feat_dim) -> (B, embed_dim)."""
 
     def __init__(
@@ -94,7 +95,7 @@ class DFResNet(nn.Module):
 
     def forward(self, feats: torch.Tensor) -> torch.Tensor:
         x = fbank_to_image(feats, self.feat_dim)  # (B, 1, F, T)
-        x = self.body(self.stem(x))  # (B, 8w, F / 16, T / 16)
+        x = self.run_stages(self.body, self.stem(x))  # (B, 8w, F / 16, T / 16)
         return self.head(x)  # (B, embed_dim)
 
 

@@ -16,6 +16,7 @@ from functools import partial
 import torch
 import torch.nn as nn
 
+from sv_toolkit.models.checkpointing import StageCheckpointing
 from sv_toolkit.models.pooling import EmbeddingHead, downsampled_size, fbank_to_image
 from sv_toolkit.models.registry import check_num_blocks, register_model
 
@@ -85,7 +86,7 @@ class ResidualBlock(nn.Module):
         return self.relu(self.branch(x) + self.shortcut(x))
 
 
-class ResNet(nn.Module):
+class ResNet(StageCheckpointing, nn.Module):
     """wespeaker-equivalent ResNet: (B, T, feat_dim) -> (B, embed_dim)."""
 
     def __init__(
@@ -117,7 +118,7 @@ class ResNet(nn.Module):
 
     def forward(self, feats: torch.Tensor) -> torch.Tensor:
         x = fbank_to_image(feats, self.feat_dim)  # (B, 1, F, T)
-        x = self.stages(self.stem(x))  # (B, 8w * expansion, F / 8, T / 8)
+        x = self.run_stages(self.stages, self.stem(x))  # (B, 8w * expansion, F / 8, T / 8)
         return self.head(x)  # (B, embed_dim)
 
 

@@ -75,7 +75,7 @@ def _running_stat_buffers(module: nn.Module) -> list[Tensor]:
 
 
 @contextmanager
-def _frozen_running_stats(module: nn.Module) -> Iterator[None]:
+def frozen_running_stats(module: nn.Module) -> Iterator[None]:
     """Restore every BatchNorm running statistic of ``module`` after the body (the recompute) ran."""
     buffers = _running_stat_buffers(module)
     with torch.no_grad():
@@ -148,7 +148,7 @@ class CouplingBlock(InvertibleLayer):
     ) -> tuple[Tensor, Tensor | None, list[Tensor | None]]:
         """Recompute fn(inp) with grad; return its value and vector-Jacobian products for inp and params."""
         params = [p for p in fn.parameters() if p.requires_grad]
-        with torch.enable_grad(), _frozen_running_stats(fn), _replayed_rng(rng, inp.device):
+        with torch.enable_grad(), frozen_running_stats(fn), _replayed_rng(rng, inp.device):
             leaf = inp.detach().requires_grad_(True)
             out = fn(leaf).to(inp.dtype)
             grads = torch.autograd.grad(out, [leaf, *params], grad_out, allow_unused=True)
