@@ -4,7 +4,8 @@ The exported graph maps mean-normalised fbank (B, T, num_mel_bins) (dither 0, pe
 :func:`sv_toolkit.scoring.buckets.prepare_utterance` feeds the model) to embeddings (B, embed_dim), with the
 batch and frame axes dynamic. Reversible models are exported with their plain forward (``store_activations``
 on: the same layers run as ordinary modules, no custom autograd Function), which is what inference runs
-anyway. The export is traced in eval mode; data-dependent Python checks of the models (such as "at least 2
+anyway. The export is traced in eval mode (``torch.jit.trace``, which torch 2.14 marks deprecated in favour of
+``torch.export`` but still supports; its FutureWarning is silenced here); data-dependent Python checks of the models (such as "at least 2
 frames after pooling") are fixed at trace time, so feed at least ``min_frames`` frames.
 
 ONNX export uses torch's TorchScript-based exporter (``dynamo=False``), which needs no extra package; checking
@@ -45,6 +46,7 @@ def export_torchscript(model: nn.Module, path: str | os.PathLike, num_mel_bins: 
     plain = plain_forward_copy(model)
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore", torch.jit.TracerWarning)
+        warnings.simplefilter("ignore", FutureWarning)  # torch 2.10+ marks TorchScript deprecated; it still works
         traced = torch.jit.trace(plain, _example(num_mel_bins, example_frames), check_trace=False)
     with atomic_path(path) as tmp:
         traced.save(str(tmp))
@@ -86,6 +88,8 @@ def run_exported(path: str | os.PathLike, feats: torch.Tensor) -> np.ndarray:
             raise ImportError("running ONNX models needs onnxruntime: pip install 'sv_toolkit[export]'") from err
         session = ort.InferenceSession(str(p), providers=["CPUExecutionProvider"])
         return session.run(None, {"feats": feats.numpy().astype(np.float32)})[0]
-    module = torch.jit.load(str(p), map_location="cpu")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        module = torch.jit.load(str(p), map_location="cpu")
     with torch.no_grad():
         return module(feats).numpy()

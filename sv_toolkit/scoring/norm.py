@@ -61,9 +61,17 @@ def cohort_statistics(
         if ex is not None:
             rows = torch.nonzero(ex[start:stop] >= 0).squeeze(1)
             scores[rows, ex[start:stop][rows]] = -torch.inf
-        top = scores if k == scores.shape[1] else torch.topk(scores, k, dim=1, sorted=False).values  # (block, k)
-        mu[start:stop] = top.mean(dim=1)
-        sd[start:stop] = top.std(dim=1, correction=0)
+        if top_n is None:  # S-norm: every cohort score that is not excluded
+            valid = torch.isfinite(scores)
+            count = valid.sum(dim=1)
+            scores = torch.where(valid, scores, 0.0)
+            mean = scores.sum(dim=1) / count
+            mu[start:stop] = mean
+            sd[start:stop] = (torch.where(valid, (scores - mean[:, None]) ** 2, 0.0).sum(dim=1) / count).sqrt()
+        else:
+            top = torch.topk(scores, k, dim=1, sorted=False).values  # (block, k)
+            mu[start:stop] = top.mean(dim=1)
+            sd[start:stop] = top.std(dim=1, correction=0)
     if bool((sd <= 0).any()):
         raise ValueError("a cohort score standard deviation is 0 (identical cohort vectors?); check the cohort file")
     return mu.numpy(), sd.numpy()
