@@ -71,31 +71,51 @@ def fit_linear_calibration(scores: np.ndarray, labels: np.ndarray, prior: float 
 
 
 def sample_training_trials(
-    speakers: Sequence[str], num_target: int, num_nontarget: int, seed: int = 0
+    speakers: Sequence[str],
+    num_target: int,
+    num_nontarget: int,
+    seed: int = 0,
+    sessions: Sequence[str] | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Deterministic trials among training utterances: (enroll, test, labels), indices into ``speakers``.
 
-    Target trials pick a speaker with at least two utterances (with probability proportional to its number of
-    utterances) and two different utterances of it; non-target trials pick two utterances of different speakers.
-    Pairs are drawn with replacement; the same ``seed`` gives the same trials.
+    Target trials pick a speaker (with probability proportional to its number of utterances) and two different
+    utterances of it; with ``sessions`` (one recording-session id per utterance, e.g. the VoxCeleb video) the two
+    come from different sessions, and only speakers with two or more sessions give target trials, because test
+    trials mostly compare recordings of different sessions. Non-target trials pick two utterances of different
+    speakers. Pairs are drawn with replacement; the same ``seed`` gives the same trials.
     """
     if num_target < 1 or num_nontarget < 1:
         raise ValueError(f"need at least one target and one non-target trial, got {num_target} and {num_nontarget}")
     ids, spk = np.unique(np.asarray(speakers, dtype=str), return_inverse=True)
     if ids.size < 2:
         raise ValueError(f"calibration trials need at least 2 training speakers, got {ids.size}")
+    if sessions is not None and len(sessions) != spk.size:
+        raise ValueError(f"{len(sessions)} session ids for {spk.size} utterances")
     rng = np.random.default_rng(seed)
     counts = np.bincount(spk, minlength=ids.size)
     order = np.argsort(spk, kind="stable")  # utterance rows grouped by speaker
     first = np.r_[0, np.cumsum(counts)[:-1]]  # where each speaker's rows start in ``order``
-    multi = np.flatnonzero(counts >= 2)
-    if multi.size == 0:
-        raise ValueError("no training speaker has two utterances: target calibration trials cannot be drawn")
-    chosen = rng.choice(multi, size=num_target, p=counts[multi] / counts[multi].sum())
+    if sessions is None:
+        eligible = np.flatnonzero(counts >= 2)
+        what = "two utterances"
+    else:
+        sess = np.unique(np.asarray(sessions, dtype=str), return_inverse=True)[1]
+        pairs = np.unique(np.stack([spk, sess]), axis=1)  # distinct (speaker, session) pairs
+        eligible = np.flatnonzero(np.bincount(pairs[0], minlength=ids.size) >= 2)
+        what = "two sessions"
+    if eligible.size == 0:
+        raise ValueError(f"no training speaker has {what}: target calibration trials cannot be drawn")
+    chosen = rng.choice(eligible, size=num_target, p=counts[eligible] / counts[eligible].sum())
     a = rng.integers(0, counts[chosen])
     b = rng.integers(0, counts[chosen] - 1)
     b += b >= a  # a different utterance of the same speaker
     t_enroll, t_test = order[first[chosen] + a], order[first[chosen] + b]
+    if sessions is not None:
+        same = sess[t_enroll] == sess[t_test]
+        while same.any():  # redraw the test side of same-session pairs (each chosen speaker has another session)
+            t_test[same] = order[first[chosen[same]] + rng.integers(0, counts[chosen[same]])]
+            same = sess[t_enroll] == sess[t_test]
     n_enroll = rng.integers(0, spk.size, size=num_nontarget)
     n_test = rng.integers(0, spk.size, size=num_nontarget)
     same = spk[n_enroll] == spk[n_test]

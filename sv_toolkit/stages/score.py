@@ -11,7 +11,7 @@ act_dcf_0.05, cllr, min_cllr}, <norm>: {top_n, cohort_size, eer, ..., calibrated
 from __future__ import annotations
 
 import logging
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import numpy as np
@@ -65,6 +65,24 @@ def _top_n(norm: str, requested: int, cohort_size: int, what: str) -> int | None
     return requested
 
 
+def _calibration_sessions(mode: bool | str, keys: list[str], speakers: list[str]) -> list[str] | None:
+    """Session ids (the key's folder: VoxCeleb ``<speaker>/<video>/<n>.wav``) when target calibration trials are to
+    pair different sessions: always (true), never (false), or when most training speakers have 2+ sessions (auto)."""
+    if mode not in (True, False, "auto"):
+        raise ValueError(f"scoring.calibration.cross_session={mode!r} must be true, false or auto")
+    if mode is False:
+        return None
+    sessions = [str(PurePosixPath(k).parent) for k in keys]
+    per_speaker: dict[str, set[str]] = {}
+    for spk, sess in zip(speakers, sessions):
+        per_speaker.setdefault(spk, set()).add(sess)
+    multi = sum(len(v) >= 2 for v in per_speaker.values())
+    use = mode is True or multi >= len(per_speaker) / 2
+    log.info("calibration target trials: %s (%d of %d training speakers have 2+ sessions; cross_session=%s)",
+             "different sessions" if use else "any two utterances", multi, len(per_speaker), mode)
+    return sessions if use else None
+
+
 def _fit_calibrations(cfg: DictConfig, embed_dir: Path, mean: np.ndarray | None, cohort: np.ndarray | None,
                       cohort_ids: list[str], norm: str) -> dict[str, LinearCalibration]:
     """Calibrations of the cosine (and normalised) scores, fitted on trials among training utterances."""
@@ -73,7 +91,8 @@ def _fit_calibrations(cfg: DictConfig, embed_dir: Path, mean: np.ndarray | None,
     if "speakers" not in train:
         raise ValueError(f"{embed_dir / 'train.npz'} has no speakers; re-run scripts/embed.py with overwrite=true")
     speakers = [str(x) for x in train["speakers"]]
-    enroll, test, labels = sample_training_trials(speakers, c.num_target, c.num_nontarget, seed=c.seed)
+    sessions = _calibration_sessions(c.cross_session, [str(k) for k in train["keys"]], speakers)
+    enroll, test, labels = sample_training_trials(speakers, c.num_target, c.num_nontarget, c.seed, sessions)
     exclude = None
     top_n = None
     if cohort is not None:

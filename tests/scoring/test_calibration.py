@@ -62,3 +62,17 @@ def test_calibration_input_errors():
     with pytest.raises(ValueError, match="no non-target"):
         fit_linear_calibration(np.array([0.1, 0.9]), np.array([1, 1]))
     assert isinstance(LinearCalibration(1.0, 0.0, 0.5, 1, 1)(np.array([2.0])), np.ndarray)
+
+
+def test_cross_session_target_trials():
+    rng = np.random.default_rng(1)
+    speakers = [f"s{int(x)}" for x in rng.integers(0, 10, 500)] + ["one_session"] * 5
+    sessions = [f"{spk}-v{int(v)}" for spk, v in zip(speakers, rng.integers(0, 3, 505))]
+    sessions[-5:] = ["v"] * 5
+    enroll, test, labels = sample_training_trials(speakers, 2000, 10, seed=0, sessions=sessions)
+    sess, spk = np.asarray(sessions), np.asarray(speakers)
+    t = labels == 1
+    assert np.all(spk[enroll[t]] == spk[test[t]]) and np.all(sess[enroll[t]] != sess[test[t]])
+    assert "one_session" not in set(spk[enroll[t]])
+    with pytest.raises(ValueError, match="two sessions"):
+        sample_training_trials(["a", "a", "b"], 5, 5, sessions=["x", "x", "y"])
