@@ -10,7 +10,11 @@ each and their ratio, with the load average, so that figures taken on a shared m
 
 Defaults: 579,818 trials (289,921 target, the Vox1-E cleaned composition); 5,000 test embeddings against a
 6,000-vector cohort, 256-dim, top-300, and the 580k trials normalised; 120 utterances of 2-8 s through a
-ResNet34 of width 16 (one-by-one vs buckets at max_crop 0 and 0.02).
+ResNet34 of width 16 (one-by-one vs buckets at max_crop 0 and 0.02). ``--only crop`` measures, on a real
+test set with a trained model, how far cropping to share buckets moves the embeddings and the EER:
+
+    python scripts/benchmark_eval.py --only crop --crop-checkpoint exp/minivox/resnet10_w8/train/model_avg.pt \
+        --crop-features data/minivox/fbank/test --crop-trials data/minivox/manifests/trials/minivox_O.txt
 """
 from __future__ import annotations
 
@@ -129,9 +133,46 @@ def bench_extraction(n_rounds: int, n_utts: int, width: int) -> None:
     report(f"extraction, {n_utts} utterances of 2-8 s, resnet34 width {width}", medians, "one by one")
 
 
+def bench_crop(checkpoint: str, feature_dir: str, trial_files: list[str], n_rounds: int) -> None:
+    """Real speech, trained model: how far bucket cropping moves embeddings and EER, and what it saves."""
+    from sv_toolkit.data.manifests import read_trials
+    from sv_toolkit.features.store import FeatureStore
+    from sv_toolkit.metrics import verification_metrics
+    from sv_toolkit.scoring import StoreFeatureSource, extract_embeddings, length_normalise, load_extractor, score_trials
+    from sv_toolkit.scoring.buckets import plan_batches
+
+    model, _ = load_extractor(checkpoint)
+    source = StoreFeatureSource(FeatureStore(feature_dir))
+    cpu = torch.device("cpu")
+    crops = (0.0, 0.01, 0.02, 0.05)
+    emb: dict[str, np.ndarray] = {}
+    contestants = {"one by one": dict(max_batch_size=1)} | {f"max_crop {c}": dict(max_crop=c) for c in crops}
+    medians = rounds({
+        name: (lambda name=name, kw=kw: emb.__setitem__(name, extract_embeddings(model, source, cpu, progress=False, **kw)))
+        for name, kw in contestants.items()
+    }, n_rounds)
+    report(f"extraction of {len(source)} utterances of {feature_dir} with {checkpoint}", medians, "one by one")
+    print(f"  max |max_crop 0 - one by one| = {np.abs(emb['max_crop 0.0'] - emb['one by one']).max():.2e}")
+    emb = {0.0: emb["one by one"]} | {c: emb[f"max_crop {c}"] for c in crops[1:]}
+    exact = length_normalise(emb[0.0])
+    frames = source.num_frames()
+    for c in crops[1:]:
+        batches = plan_batches(frames, 12000, 64, c)
+        cos = (length_normalise(emb[c]) * exact).sum(axis=1)
+        line = f"  max_crop {c}: {len(batches)} batches (max_crop 0: {len(plan_batches(frames, 12000, 64, 0.0))}); " \
+               f"cosine to one-by-one: min {cos.min():.5f}, median {np.median(cos):.6f}"
+        for path in trial_files:
+            trials = read_trials(path)
+            labels = np.array([t.label for t in trials])
+            m0 = verification_metrics(score_trials(source.keys, emb[0.0], trials), labels)
+            m1 = verification_metrics(score_trials(source.keys, emb[c], trials), labels)
+            line += f"; {os.path.basename(path)} EER {100 * m0['eer']:.3f}% -> {100 * m1['eer']:.3f}%"
+        print(line)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--only", choices=["metrics", "asnorm", "extraction"], action="append")
+    p.add_argument("--only", choices=["metrics", "asnorm", "extraction", "crop"], action="append")
     p.add_argument("--rounds", type=int, default=5)
     p.add_argument("--threads", type=int, default=2, help="torch / BLAS threads (default 2)")
     p.add_argument("--test", type=int, default=5000)
@@ -141,6 +182,9 @@ def main() -> None:
     p.add_argument("--trials", type=int, default=579_818)
     p.add_argument("--utterances", type=int, default=120)
     p.add_argument("--width", type=int, default=16)
+    p.add_argument("--crop-checkpoint", help="crop: a trained model_avg.pt")
+    p.add_argument("--crop-features", help="crop: a feature-store folder (data/<name>/fbank/test)")
+    p.add_argument("--crop-trials", nargs="*", default=[], help="crop: trial lists of that test set")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     parts = args.only or ["metrics", "asnorm", "extraction"]
@@ -152,6 +196,10 @@ def main() -> None:
         bench_asnorm(args.rounds, args.test, args.cohort, args.dim, args.top_n, args.trials)
     if "extraction" in parts:
         bench_extraction(max(1, args.rounds // 2), args.utterances, args.width)
+    if "crop" in parts:
+        if not (args.crop_checkpoint and args.crop_features):
+            raise SystemExit("--only crop needs --crop-checkpoint and --crop-features")
+        bench_crop(args.crop_checkpoint, args.crop_features, args.crop_trials, max(1, args.rounds // 2))
     print(f"\nload average at the end {os.getloadavg()[0]:.2f}")
 
 

@@ -179,3 +179,14 @@ def test_audio_source_errors(wavs, tmp_path):
     assert src.keys == [utts[0].path, "k2"]
     with pytest.raises(ValueError, match="line 2: key 'k2' appears twice"):
         audio_source_from_list([f"k2 {utts[0].path}", f"k2 {utts[1].path}"])
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_extraction_matches_cpu(source, model):
+    cpu = extract_embeddings(model, source, CPU, progress=False)
+    gpu = extract_embeddings(model, source, torch.device("cuda"), progress=False)
+    model.cpu()
+    # cuDNN may use TF32 convolutions (about 1e-3 relative error per layer): compare directions, not digits.
+    cos = (length_normalise(gpu) * length_normalise(cpu)).sum(axis=1)
+    assert gpu.dtype == np.float32 and cos.min() > 0.999
