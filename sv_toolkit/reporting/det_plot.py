@@ -16,7 +16,7 @@ import numpy as np
 from sv_toolkit.metrics import det_curve, probit
 from sv_toolkit.utils.io import atomic_path
 
-TICKS = np.array([0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5, 10, 20, 40, 60, 80]) / 100
+TICKS = np.array([0.01, 0.1, 0.5, 1, 2, 5, 10, 20, 40, 60, 80]) / 100  # spaced for labels that do not collide
 
 
 @dataclass(frozen=True)
@@ -57,11 +57,11 @@ def plot_det(series: Sequence[DetSeries], path: str | os.PathLike, title: str = 
     colours = {name: f"C{i % 10}" for i, name in enumerate(systems)}
     curves = [(s, det_curve(s.scores, s.labels, max_points=1500)) for s in series]
     positive = [c.p_fa[c.p_fa > 0].min() for _, c in curves] + [c.p_miss[c.p_miss > 0].min() for _, c in curves]
-    low = TICKS[TICKS <= max(min(positive), TICKS[0])].max()
+    low = max(min(positive) / 1.5, TICKS[0])  # just below the smallest error rate any curve reaches
     ticks = TICKS[TICKS >= low]
     lim = probit(np.array([low, ticks[-1]]))
 
-    fig = Figure(figsize=(3.6 * len(panels) + 0.4, 4.0), dpi=dpi, layout="constrained")
+    fig = Figure(figsize=(3.6 * len(panels) + 0.4, 4.3 + 0.15 * len(systems)), dpi=dpi, layout="constrained")
     FigureCanvasAgg(fig)
     axes = fig.subplots(1, len(panels), squeeze=False)[0]
     for ax, panel in zip(axes, panels):
@@ -85,7 +85,8 @@ def plot_det(series: Sequence[DetSeries], path: str | os.PathLike, title: str = 
         ax.set_title(panel, fontsize=10)
         ax.set_xlabel("false-alarm rate (%)", fontsize=8)
         ax.set_ylabel("miss rate (%)", fontsize=8)
-    axes[-1].legend(fontsize=7, loc="upper right", frameon=True)
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside lower center", ncol=min(len(systems), 5), fontsize=7, frameon=False)
     if title:
         fig.suptitle(title, fontsize=10)
     target = Path(path)
