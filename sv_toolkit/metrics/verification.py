@@ -51,12 +51,12 @@ def validate_trials(scores: ArrayLike, labels: ArrayLike) -> tuple[np.ndarray, n
     return s, y
 
 
-def error_rates(scores: ArrayLike, labels: ArrayLike) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(P_miss, P_fa, thresholds) at every distinct threshold, thresholds descending (first is +inf)."""
-    s, y = validate_trials(scores, labels)
-    order = np.argsort(-s, kind="stable")
-    s_sorted, y_sorted = s[order], y[order]
-    true_pos = np.cumsum(y_sorted)
+def _operating_points(s: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    # Within a group of tied scores the order does not matter (only the counts at its end are used), so an
+    # unstable sort is fine.
+    order = np.argsort(-s)
+    s_sorted = s[order]
+    true_pos = np.cumsum(y[order])
     false_pos = np.arange(1, s.size + 1) - true_pos
     last_of_tie = np.r_[np.flatnonzero(s_sorted[1:] != s_sorted[:-1]), s_sorted.size - 1]
     n_target, n_nontarget = true_pos[-1], false_pos[-1]
@@ -64,6 +64,11 @@ def error_rates(scores: ArrayLike, labels: ArrayLike) -> tuple[np.ndarray, np.nd
     p_fa = np.r_[0.0, false_pos[last_of_tie] / n_nontarget]
     thresholds = np.r_[np.inf, s_sorted[last_of_tie]]
     return p_miss, p_fa, thresholds
+
+
+def error_rates(scores: ArrayLike, labels: ArrayLike) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(P_miss, P_fa, thresholds) at every distinct threshold, thresholds descending (first is +inf)."""
+    return _operating_points(*validate_trials(scores, labels))
 
 
 def _eer(p_miss: np.ndarray, p_fa: np.ndarray, thresholds: np.ndarray) -> tuple[float, float]:
@@ -116,7 +121,7 @@ def verification_metrics(
     written as ``f"{p:g}"`` (``min_dcf_0.01``).
     """
     s, y = validate_trials(scores, labels)
-    p_miss, p_fa, thresholds = error_rates(s, y)
+    p_miss, p_fa, thresholds = _operating_points(s, y)
     eer, eer_threshold = _eer(p_miss, p_fa, thresholds)
     out: dict[str, float] = {
         "num_trials": int(s.size), "num_target": int(y.sum()), "eer": eer, "eer_threshold": eer_threshold,
