@@ -61,7 +61,7 @@ def plot_det(series: Sequence[DetSeries], path: str | os.PathLike, title: str = 
     ticks = TICKS[TICKS >= low]
     lim = probit(np.array([low, ticks[-1]]))
 
-    fig = Figure(figsize=(3.6 * len(panels) + 0.4, 4.3 + 0.15 * len(systems)), dpi=dpi, layout="constrained")
+    fig = Figure(figsize=(max(3.6 * len(panels) + 0.4, 5.0), 4.4 + 0.15 * len(systems)), dpi=dpi, layout="constrained")
     FigureCanvasAgg(fig)
     axes = fig.subplots(1, len(panels), squeeze=False)[0]
     for ax, panel in zip(axes, panels):

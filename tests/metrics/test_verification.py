@@ -54,6 +54,7 @@ def test_tied_scores_match_references():
     assert compute_eer(scores, labels) == pytest.approx(reference_eer(scores, labels), abs=1e-6)
     for p in (0.01, 0.05):
         assert compute_min_dcf(scores, labels, p) == pytest.approx(brute_force_min_dcf(scores, labels, p), abs=1e-6)
+        assert compute_min_dcf(scores, labels, p) == pytest.approx(reference_min_dcf(scores, labels, p), abs=1e-6)
 
 
 def test_known_values():
