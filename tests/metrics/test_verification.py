@@ -54,6 +54,7 @@ def test_tied_scores_match_references():
     assert compute_eer(scores, labels) == pytest.approx(reference_eer(scores, labels), abs=1e-6)
     for p in (0.01, 0.05):
         assert compute_min_dcf(scores, labels, p) == pytest.approx(brute_force_min_dcf(scores, labels, p), abs=1e-6)
+        assert compute_min_dcf(scores, labels, p) == pytest.approx(reference_min_dcf(scores, labels, p), abs=1e-6)
 
 
 def test_known_values():
@@ -102,3 +103,27 @@ def test_bad_input_raises_clear_errors(scores, labels, match):
 def test_p_target_is_validated():
     with pytest.raises(ValueError, match="p_target"):
         compute_min_dcf([0.1, 0.9], [0, 1], p_target=0.0)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_verification_metrics_agree_with_the_single_metrics_and_their_thresholds(seed):
+    from sv_toolkit.metrics import verification_metrics
+
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, 2, 2000)
+    scores = np.round(rng.normal(size=2000) + 1.2 * labels, 2)  # with ties
+    m = verification_metrics(scores, labels)
+    assert m["num_trials"] == 2000 and m["num_target"] == labels.sum()
+    assert m["eer"] == compute_eer(scores, labels)
+    for p in (0.01, 0.05):
+        assert m[f"min_dcf_{p:g}"] == compute_min_dcf(scores, labels, p)
+        # The reported threshold achieves the minimum (accept score >= threshold).
+        th = m[f"min_dcf_{p:g}_threshold"]
+        accept = scores >= th
+        dcf = p * np.mean(~accept[labels == 1]) + (1 - p) * np.mean(accept[labels == 0])
+        assert dcf / min(p, 1 - p) == pytest.approx(m[f"min_dcf_{p:g}"], abs=1e-12)
+    # At the EER threshold, miss and false-alarm rates straddle the EER.
+    th = m["eer_threshold"]
+    p_miss = np.mean(scores[labels == 1] < th)
+    p_fa = np.mean(scores[labels == 0] >= th)
+    assert min(p_miss, p_fa) - 0.01 <= m["eer"] <= max(p_miss, p_fa) + 0.01
