@@ -99,6 +99,8 @@ def process_device(env: DistEnv, device: torch.device) -> torch.device:
                 "start at most one process per GPU (torchrun --nproc_per_node)"
             )
         device = torch.device("cuda", env.local_rank)
+    elif device.index is None:
+        device = torch.device("cuda", torch.cuda.current_device())
     torch.cuda.set_device(device)
     return device
 

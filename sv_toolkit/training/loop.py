@@ -49,7 +49,7 @@ class TrainerOptions:
     log_every: int = 20              # steps between logged scalars
     keep_last: int = 10              # epoch checkpoints kept
     checkpoint_every: int = 0        # steps between mid-epoch checkpoints; 0 = at epoch ends only
-    channels_last: bool = False      # model weights (hence conv activations) in channels-last layout
+    channels_last: bool = False      # CUDA: weights (hence conv activations) in channels-last layout
     find_unused_parameters: bool = False
     sync_buffers: bool = True        # DDP: rank 0's BatchNorm buffers broadcast before every forward
     measure_memory: bool = True      # measure one real step (the second of the run)
@@ -89,6 +89,10 @@ class Trainer:
         self.options, self.env, self.device = options, env, device
         self.scaler = make_grad_scaler(options.precision, device)
         if options.channels_last:
+            if device.type != "cuda":
+                # torch 2.14.1 on CPU: the weight gradient of a strided 1x1 conv in channels-last layout
+                # (ResNet shortcuts) corrupts the heap (double free / segfault); it is a GPU knob anyway.
+                raise ValueError("trainer.channels_last=true is for CUDA devices; set it to false on CPU")
             model.to(memory_format=torch.channels_last)
         self.net = SpeakerNet(model, head, autocast_dtype(options.precision, device)).to(device)
         self.ddp_net = wrap_ddp(self.net, env, device, options.find_unused_parameters, options.sync_buffers)
@@ -205,12 +209,11 @@ class Trainer:
             torch.cuda.reset_peak_memory_stats(self.device)
         remaining = (o.epochs - self.epoch) * steps - self.step_in_epoch
         measure_at = 1 if remaining >= 2 else 0  # the second step of the run: optimizer states exist
-        steps_this_run = 0
+        steps_this_run, run_start = 0, time.perf_counter()
         while self.epoch < o.epochs:
             batches = self._epoch_batches(loader)
             bar = self.log.progress_bar(steps, self.step_in_epoch, f"epoch {self.epoch + 1}/{o.epochs}")
             start = interval_start = time.perf_counter()
-            first_step = self.step_in_epoch
             sums = {"loss": 0.0, "correct": 0.0, "samples": 0, "interval_samples": 0}
             margin = math.nan
             while self.step_in_epoch < steps:
@@ -245,8 +248,9 @@ class Trainer:
                     self._log_memory("measured", self.meter.report.as_dict())
                 if self.global_step % o.log_every == 0:
                     now = time.perf_counter()
-                    eta = (now - start) / (self.step_in_epoch - first_step) * (steps - self.step_in_epoch)
-                    self._log_step(result, lr, margin, sums["interval_samples"] / (now - interval_start), eta)
+                    per_step = (now - run_start) / steps_this_run
+                    etas = (per_step * (steps - self.step_in_epoch), per_step * (remaining - steps_this_run))
+                    self._log_step(result, lr, margin, sums["interval_samples"] / (now - interval_start), etas)
                     interval_start, sums["interval_samples"] = now, 0
                 bar.update(1)
                 bar.set_postfix(loss=f"{result.loss:.3f}", acc=f"{result.accuracy:.3f}", lr=f"{lr:.2e}")
@@ -272,7 +276,8 @@ class Trainer:
     def _lr(self) -> float:
         return float(self.optimizer.param_groups[0]["lr"])
 
-    def _log_step(self, result: StepResult, lr: float, margin: float, samples_per_s: float, eta_s: float) -> None:
+    def _log_step(self, result: StepResult, lr: float, margin: float, samples_per_s: float,
+                  etas: tuple[float, float]) -> None:
         values = {
             "train/loss": result.loss, "train/accuracy": result.accuracy, "train/lr": lr,
             "train/grad_norm": result.grad_norm, "train/samples_per_second": samples_per_s,
@@ -285,9 +290,9 @@ class Trainer:
             values["memory/cuda_max_allocated"] = float(torch.cuda.max_memory_allocated(self.device))
         self.log.scalars(values, self.global_step)
         log.info("epoch %d step %d/%d (global %d): loss %.4f acc %.3f lr %.3e margin %.3f grad_norm %.3g "
-                 "%.0f samples/s%s, epoch ETA %.0f s", self.epoch + 1, self.step_in_epoch, self.options.steps_per_epoch,
-                 self.global_step, result.loss, result.accuracy, lr, margin, result.grad_norm, samples_per_s,
-                 " (skipped: inf/NaN gradients)" if result.skipped else "", eta_s)
+                 "%.0f samples/s%s; ETA epoch %.0f s, run %.0f s", self.epoch + 1, self.step_in_epoch,
+                 self.options.steps_per_epoch, self.global_step, result.loss, result.accuracy, lr, margin,
+                 result.grad_norm, samples_per_s, " (skipped: inf/NaN gradients)" if result.skipped else "", *etas)
 
     def _log_memory(self, kind: str, components: dict[str, int]) -> None:
         self.log.scalars({f"memory/{kind}/{k}": float(v) for k, v in components.items()}, self.global_step)

@@ -138,6 +138,7 @@ def test_init_from_loads_model_and_head(corpus, reference, tmp_path):
     ("model=revnet10_ii", "trainer.gradient_checkpointing=true: gradient checkpointing is implemented for the vanilla"),
     ("trainer.precision=fp16", "trainer.precision=fp16 needs a CUDA device"),
     ("trainer.grad_accum=3", "trainer.batch_size=8 is not divisible by trainer.grad_accum=3"),
+    ("trainer.channels_last=true", "trainer.channels_last=true is for CUDA devices"),
 ])
 def test_bad_knobs_are_named(corpus, tmp_path, override, message):
     extra = [override, "trainer.gradient_checkpointing=true"] if override.startswith("model=") else [override]
@@ -163,3 +164,16 @@ def test_torchrun_reversible_model_8bit_optimizer_find_unused(corpus, tmp_path):
     a, _ = _params_and_buffers(_train_dir(one, "revnet10_ii"))
     b, _ = _params_and_buffers(_train_dir(two, "revnet10_ii"))
     _assert_same_parameters(a, b)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_fp16_channels_last_gradient_checkpointing(corpus, tmp_path):
+    _run_in_process(corpus, tmp_path, "trainer.device=cuda", "trainer.precision=fp16", "trainer.channels_last=true",
+                    "trainer.gradient_checkpointing=true", "trainer.epochs=1", "trainer.average_last=1")
+    summary = json.loads((_train_dir(tmp_path) / "summary.json").read_text())
+    assert summary["precision"] == "fp16" and summary["cuda_max_allocated"] > 0
+    assert summary["memory"]["peak_live"] > 0 and summary["memory_predicted"]["peak_live"] > 0
+    acc = EventAccumulator(str(_train_dir(tmp_path) / "tensorboard"))
+    acc.Reload()
+    assert {"train/loss_scale", "memory/cuda_max_allocated"} <= set(acc.Tags()["scalars"])
