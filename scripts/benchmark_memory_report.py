@@ -1,8 +1,8 @@
 #!/usr/bin/env python
 """Predicted vs measured training-step memory (the train stage's memory report), CPU live-storage tracker.
 
-For each model: the prediction of sv_toolkit.training.memory_report.predict_training_memory (two probe batches,
-linear extrapolation) at --batch x --frames, and the measurement of one step at that batch (the second step of
+For each model: the prediction of sv_toolkit.training.memory_report.predict_training_memory (two probe
+batches, linear extrapolation) at --batch x --frames, and the measurement of one step at that batch (the second step of
 a fresh copy after a warm-up step, so that optimizer states exist, as in the prediction), with an AAM head over --classes speakers
 and SGD with momentum. Prints a Markdown table; relative errors are (predicted - measured) / measured.
 

@@ -114,7 +114,7 @@ def main() -> None:
         metrics = d / "score" / "metrics.json"
         if args.score and metrics.is_file():
             m = json.loads(metrics.read_text())
-            line += "; EER " + ", ".join(f"{k} {v['eer']:.2%}" for k, v in m.items() if isinstance(v, dict) and "eer" in v)
+            line += "; EER " + ", ".join(f"{k} {v['eer']:.2%}" for k, v in m.items() if "eer" in v)
         print(line)
 
 

@@ -18,14 +18,16 @@ stage=2
 stop_stage=8
 data=voxceleb
 corpus_script=
-systems="voxceleb_resnet34 voxceleb_resnet34_lm"   # conf/experiment/<name>.yaml, trained in this order (LM fine-tunes the first)
+# conf/experiment/<name>.yaml, trained in this order (the large-margin fine-tuning starts from the first)
+systems="voxceleb_resnet34 voxceleb_resnet34_lm"
 gpus=${GPUS:-1}       # training processes (GPUs) per node
 nnodes=${NNODES:-1}   # training nodes
 if [[ $nnodes -eq 1 ]]; then
   train_cmd=("$PYTHON" -m torch.distributed.run --standalone --nproc_per_node="$gpus")
 else
   train_cmd=("$PYTHON" -m torch.distributed.run --nnodes="$nnodes" --node_rank="${NODE_RANK:?set NODE_RANK}"
-             --nproc_per_node="$gpus" --master_addr="${MASTER_ADDR:?set MASTER_ADDR}" --master_port="${MASTER_PORT:-29500}")
+             --nproc_per_node="$gpus" --master_addr="${MASTER_ADDR:?set MASTER_ADDR}"
+             --master_port="${MASTER_PORT:-29500}")
 fi
 source recipes/common/parse_options.sh
 source recipes/common/pipeline.sh

@@ -95,7 +95,8 @@ def test_kill_9_then_resume_gives_the_uninterrupted_weights(corpus, reference, t
     ref_params, ref_buffers = _params_and_buffers(reference)
     for name in {**ref_params, **ref_buffers}:  # bitwise, BatchNorm buffers included
         assert torch.equal({**got_params, **got_buffers}[name], {**ref_params, **ref_buffers}[name]), name
-    averaged, ref_avg = load_checkpoint(_train_dir(tmp_path) / "model_avg.pt"), load_checkpoint(reference / "model_avg.pt")
+    averaged = load_checkpoint(_train_dir(tmp_path) / "model_avg.pt")
+    ref_avg = load_checkpoint(reference / "model_avg.pt")
     assert all(torch.equal(averaged["model"][n], t) for n, t in ref_avg["model"].items())
 
 

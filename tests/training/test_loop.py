@@ -96,7 +96,8 @@ def test_mid_epoch_resume_gives_the_uninterrupted_weights(tiny_corpus, tmp_path,
     resumed.fit(loader)
     resumed.close()
     assert resumed.global_step == full.global_step == 12
-    a, b = load_checkpoint(full_dir / "checkpoints" / "epoch_002.pt"), load_checkpoint(tmp_path / "checkpoints" / "epoch_002.pt")
+    a = load_checkpoint(full_dir / "checkpoints" / "epoch_002.pt")
+    b = load_checkpoint(tmp_path / "checkpoints" / "epoch_002.pt")
     assert _states_equal(a["model"], b["model"]) and _states_equal(a["head"], b["head"])  # bitwise
     assert a["lr_scheduler"] == b["lr_scheduler"] and a["margin_scheduler"] == b["margin_scheduler"]
     for sa, sb in zip(a["optimizer"]["state"].values(), b["optimizer"]["state"].values()):
