@@ -26,8 +26,8 @@ from sv_toolkit.training.checkpoint import (all_checkpoints, average_states, epo
 from sv_toolkit.training.distributed import (DistEnv, barrier, broadcast_object, env_from_torchrun,
                                              init_distributed, process_device, shutdown)
 from sv_toolkit.training.logs import TrainLog
-from sv_toolkit.training.loop import Trainer, TrainerOptions
-from sv_toolkit.training.memory_report import predict_training_memory
+from sv_toolkit.training.loop import EpochStats, Trainer, TrainerOptions
+from sv_toolkit.training.memory_report import MemoryPrediction, predict_training_memory
 from sv_toolkit.training.sampling import EpochBatchSampler, ResumableLoader
 from sv_toolkit.training.step import SpeakerNet, autocast_dtype
 from sv_toolkit.utils.io import write_json_atomic
@@ -35,14 +35,17 @@ from sv_toolkit.utils.io import write_json_atomic
 log = logging.getLogger(__name__)
 
 
-def build_train_loader(cfg: DictConfig, speakers: dict[str, int], env: DistEnv) -> tuple[Iterable, int]:
+def build_train_loader(
+    cfg: DictConfig, speakers: dict[str, int], env: DistEnv, device: torch.device
+) -> tuple[Iterable, int]:
     """This process's training micro-batches ((b, T, F) feats, (b,) labels) and optimizer steps per epoch."""
     t = cfg.trainer
     store = FeatureStore(Path(cfg.data.feature_dir) / "train")
     dataset = RandomChunkDataset(store, speakers, t.chunk_frames, t.chunks_per_utterance)
     sampler = EpochBatchSampler(len(dataset), t.batch_size, t.grad_accum, env.rank, env.world_size, cfg.seed)
     log.info("training data: %d utterances, %d chunks per epoch", len(store), len(dataset))
-    return ResumableLoader(dataset, sampler, t.num_workers), sampler.steps_per_epoch
+    loader = ResumableLoader(dataset, sampler, t.num_workers, pin_memory=device.type == "cuda")
+    return loader, sampler.steps_per_epoch
 
 
 def lr_scale(cfg: DictConfig, world_size: int) -> float:
@@ -84,7 +87,7 @@ def _train(cfg: DictConfig, env: DistEnv, device: torch.device, out_dir: Path) -
     train_log = TrainLog(out_dir, enabled=env.is_main, progress=cfg.progress)
     try:
         speakers = read_speakers(Path(cfg.data.manifest_dir) / "train" / "speakers.tsv")
-        loader, steps_per_epoch = build_train_loader(cfg, speakers, env)
+        loader, steps_per_epoch = build_train_loader(cfg, speakers, env, device)
         model = instantiate(cfg.model)
         if t.gradient_checkpointing:
             try:
@@ -134,6 +137,9 @@ def _train(cfg: DictConfig, env: DistEnv, device: torch.device, out_dir: Path) -
 
 
 def _start_or_resume(cfg: DictConfig, env: DistEnv, trainer: Trainer, ckpt_dir: Path) -> None:
+    if env.is_main:
+        for stale in ckpt_dir.glob(".*.tmp"):  # a checkpoint being written when the run was killed
+            stale.unlink()
     latest = broadcast_object(env, latest_checkpoint(ckpt_dir) if env.is_main else None)
     if latest is not None and cfg.resume:
         trainer.resume(latest)
@@ -149,8 +155,8 @@ def _start_or_resume(cfg: DictConfig, env: DistEnv, trainer: Trainer, ckpt_dir: 
         trainer.load_weights(Path(cfg.trainer.init_from))
 
 
-def _finish(cfg: DictConfig, env: DistEnv, trainer: Trainer, history: list, out_dir: Path, params: int,
-            prediction, scale: float) -> None:
+def _finish(cfg: DictConfig, env: DistEnv, trainer: Trainer, history: list[EpochStats], out_dir: Path,
+            params: int, prediction: MemoryPrediction | None, scale: float) -> None:
     t = cfg.trainer
     to_average = epoch_checkpoints(out_dir / "checkpoints")[-t.average_last :]
     averaged = average_states(to_average, keys=("model", "head"))

@@ -222,23 +222,7 @@ class Trainer:
                     margin = self.margin_scheduler.step(self.epoch + self.step_in_epoch / steps)
                 lr = self._lr()
                 measure = o.measure_memory and steps_this_run == measure_at
-                self.optimizer.zero_grad(set_to_none=True)
-                try:
-                    with self.meter.measure() if measure else contextlib.nullcontext():
-                        result = train_step(
-                            self.ddp_net, self.optimizer, micro, self.device, self.env, self.scaler, o.grad_clip,
-                            forward_context=self.meter.forward if measure else contextlib.nullcontext,
-                        )
-                except NonFiniteError as err:
-                    raise NonFiniteLossError(
-                        f"{err} at step {self.global_step + 1} (epoch {self.epoch + 1}, step "
-                        f"{self.step_in_epoch + 1} of {steps}); the weights were not updated. Last good checkpoint: "
-                        f"{self.last_checkpoint or 'none (none written yet)'}. Lower optim.lr, set "
-                        "trainer.grad_clip, or train in trainer.precision=fp32."
-                    ) from err
-                self.lr_scheduler.step()
-                self.global_step += 1
-                self.step_in_epoch += 1
+                result = self._step(micro, measure)
                 steps_this_run += 1
                 sums["loss"] += result.loss * result.samples
                 sums["correct"] += result.accuracy * result.samples
@@ -271,6 +255,27 @@ class Trainer:
             self._save(epoch_checkpoint_name(self.epoch))
         self.log.flush()
         return history
+
+    def _step(self, micro: list[Any], measure: bool) -> StepResult:
+        """One optimizer step (memory-measured if ``measure``), then the LR schedule and the counters."""
+        self.optimizer.zero_grad(set_to_none=True)
+        try:
+            with self.meter.measure() if measure else contextlib.nullcontext():
+                result = train_step(
+                    self.ddp_net, self.optimizer, micro, self.device, self.env, self.scaler, self.options.grad_clip,
+                    forward_context=self.meter.forward if measure else contextlib.nullcontext,
+                )
+        except NonFiniteError as err:
+            raise NonFiniteLossError(
+                f"{err} at step {self.global_step + 1} (epoch {self.epoch + 1}, step {self.step_in_epoch + 1} of "
+                f"{self.options.steps_per_epoch}); no update was applied. Last good checkpoint: "
+                f"{self.last_checkpoint or 'none (none written yet)'}. Lower optim.lr, set trainer.grad_clip, or "
+                "train in trainer.precision=fp32."
+            ) from err
+        self.lr_scheduler.step()
+        self.global_step += 1
+        self.step_in_epoch += 1
+        return result
 
     # ---------------------------------------------------------------- logging
     def _lr(self) -> float:
