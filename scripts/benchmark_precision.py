@@ -71,6 +71,7 @@ def main() -> None:
     ap.add_argument("--precisions", nargs="+", default=["fp32", "bf16"])
     ap.add_argument("--score", action="store_true", help="also run embed and score, print EERs")
     ap.add_argument("--time-steps", type=int, default=0, help="time N alternating rounds of steps instead")
+    ap.add_argument("--reuse", action="store_true", help="keep runs that already finished (default: redo them)")
     ap.add_argument("overrides", nargs="*", help="more Hydra overrides for every stage")
     args = ap.parse_args()
     with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
@@ -83,13 +84,14 @@ def main() -> None:
         system = f"{base.system}_{precision}"
         common = [f"experiment={args.experiment}", f"system={system}", *args.overrides]
         start = time.perf_counter()
+        redo = [] if args.reuse else ["overwrite=true"]
         subprocess.run([sys.executable, str(REPO / "scripts" / "train.py"), *common, f"trainer.precision={precision}",
-                        "overwrite=true", "progress=false"], check=True, cwd=REPO)
+                        "resume=false", "progress=false", *redo], check=True, cwd=REPO)
         seconds = time.perf_counter() - start
         if args.score:
             for stage in ("embed", "score"):
-                subprocess.run([sys.executable, str(REPO / "scripts" / f"{stage}.py"), *common, "overwrite=true",
-                                "progress=false"], check=True, cwd=REPO)
+                subprocess.run([sys.executable, str(REPO / "scripts" / f"{stage}.py"), *common, "progress=false",
+                                *redo], check=True, cwd=REPO)
         exp_dir = Path(base.exp_root) / base.data.name / system
         if not exp_dir.is_absolute():
             exp_dir = REPO / exp_dir
@@ -110,7 +112,7 @@ def main() -> None:
         print(f"\n{p} vs {ref}: logged step losses {len(rel)}, relative deviation median "
               f"{sorted(rel)[len(rel) // 2]:.3%}, max {max(rel):.3%}")
     for p, (d, seconds) in runs.items():
-        line = f"{p}: train wall {seconds:.0f} s"
+        line = f"{p}: train stage wall {seconds:.0f} s (for a reused run: the time to skip it)"
         metrics = d / "score" / "metrics.json"
         if args.score and metrics.is_file():
             m = json.loads(metrics.read_text())
