@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import shutil
 from pathlib import Path
 from typing import Iterable
 
@@ -21,10 +22,9 @@ from sv_toolkit.features.store import FeatureStore
 from sv_toolkit.losses import MarginScheduler
 from sv_toolkit.models import set_gradient_checkpointing
 from sv_toolkit.stages.common import mark_done, resolve_device, should_run, to_container
-from sv_toolkit.training.checkpoint import (all_checkpoints, average_states, epoch_checkpoints, latest_checkpoint,
-                                            save_checkpoint)
-from sv_toolkit.training.distributed import (DistEnv, barrier, broadcast_object, env_from_torchrun,
-                                             init_distributed, process_device, shutdown)
+from sv_toolkit.training.checkpoint import average_states, epoch_checkpoints, latest_checkpoint, save_checkpoint
+from sv_toolkit.training.distributed import (DistEnv, broadcast_object, env_from_torchrun, init_distributed,
+                                             process_device, shutdown)
 from sv_toolkit.training.logs import TrainLog
 from sv_toolkit.training.loop import EpochStats, Trainer, TrainerOptions
 from sv_toolkit.training.memory_report import MemoryPrediction, predict_training_memory
@@ -71,10 +71,23 @@ def run(cfg: DictConfig) -> None:
         _quiet_other_ranks()
     init_distributed(env, device, t.ddp.backend)
     try:
-        if broadcast_object(env, should_run(out_dir, cfg.overwrite, "train") if env.is_main else None):
+        if broadcast_object(env, _should_train(cfg, out_dir) if env.is_main else None):
             _train(cfg, env, device, out_dir)
     finally:
         shutdown(env)
+
+
+def _should_train(cfg: DictConfig, out_dir: Path) -> bool:
+    """should_run, and with resume=false the outputs of an unfinished earlier run removed (checkpoints,
+    tensorboard events, log), so that nothing of it mixes with the new run."""
+    if not should_run(out_dir, cfg.overwrite, "train"):
+        return False
+    if not cfg.resume and out_dir.exists():
+        log.info("resume=false: removing %s, an unfinished earlier run", out_dir)
+        shutil.rmtree(out_dir)
+    for stale in (out_dir / "checkpoints").glob(".*.tmp"):  # a checkpoint being written when a run was killed
+        stale.unlink()
+    return True
 
 
 def _train(cfg: DictConfig, env: DistEnv, device: torch.device, out_dir: Path) -> None:
@@ -126,9 +139,9 @@ def _train(cfg: DictConfig, env: DistEnv, device: torch.device, out_dir: Path) -
             model, head, optimizer, lr_scheduler, margin_scheduler, out_dir, device, options, env, train_log,
             extra_state={"model_config": to_container(cfg.model)},
         )
+        _start_or_resume(cfg, env, trainer, out_dir / "checkpoints")
         if prediction is not None:
             trainer.log_prediction(prediction)
-        _start_or_resume(cfg, env, trainer, out_dir / "checkpoints")
         history = trainer.fit(loader)
         if env.is_main:
             _finish(cfg, env, trainer, history, out_dir, params, prediction, scale)
@@ -137,21 +150,10 @@ def _train(cfg: DictConfig, env: DistEnv, device: torch.device, out_dir: Path) -
 
 
 def _start_or_resume(cfg: DictConfig, env: DistEnv, trainer: Trainer, ckpt_dir: Path) -> None:
-    if env.is_main:
-        for stale in ckpt_dir.glob(".*.tmp"):  # a checkpoint being written when the run was killed
-            stale.unlink()
     latest = broadcast_object(env, latest_checkpoint(ckpt_dir) if env.is_main else None)
-    if latest is not None and cfg.resume:
+    if latest is not None:  # resume=false removed the folder in _should_train
         trainer.resume(latest)
-        return
-    if latest is not None:
-        if env.is_main:
-            existing = all_checkpoints(ckpt_dir)
-            log.info("resume=false: removing %d checkpoints of an unfinished earlier run", len(existing))
-            for p in existing:
-                p.unlink()
-        barrier(env)
-    if cfg.trainer.init_from:
+    elif cfg.trainer.init_from:
         trainer.load_weights(Path(cfg.trainer.init_from))
 
 

@@ -105,11 +105,6 @@ def process_device(env: DistEnv, device: torch.device) -> torch.device:
     return device
 
 
-def barrier(env: DistEnv) -> None:
-    if env.enabled:
-        dist.barrier()
-
-
 def broadcast_object(env: DistEnv, obj: Any) -> Any:
     """Rank 0's ``obj`` on every rank (picklable objects)."""
     if not env.enabled:

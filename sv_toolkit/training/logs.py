@@ -11,16 +11,17 @@ LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
 class TrainLog:
-    """Tensorboard writer in ``out_dir/tensorboard``, and every ``sv_toolkit`` log line also in ``out_dir/train.log``
+    """Tensorboard events in ``out_dir/tensorboard``, and every ``sv_toolkit`` log line also in ``out_dir/train.log``
     (appended, so a resumed run continues the same file). On ranks other than 0 all of it is off."""
 
     def __init__(self, out_dir: Path, enabled: bool = True, progress: bool = True) -> None:
         self.enabled, self.progress = enabled, progress and enabled
+        self.out_dir = out_dir
         self.writer: SummaryWriter | None = None
+        self._purge_step: int | None = None
         self._handler: logging.Handler | None = None
         if enabled:
             out_dir.mkdir(parents=True, exist_ok=True)
-            self.writer = SummaryWriter(log_dir=str(out_dir / "tensorboard"))
             self._handler = logging.FileHandler(out_dir / "train.log", mode="a", encoding="utf-8")
             self._handler.setFormatter(logging.Formatter(LOG_FORMAT))
             package = logging.getLogger("sv_toolkit")
@@ -28,11 +29,21 @@ class TrainLog:
             if package.getEffectiveLevel() > logging.INFO:
                 package.setLevel(logging.INFO)
 
+    def resume_at(self, step: int) -> None:
+        """Hide the events of steps >= ``step`` that a killed run wrote after its last checkpoint (tensorboard's
+        purge_step); call before the first scalar."""
+        if self.writer is not None:
+            raise RuntimeError("resume_at must be called before the first scalar is written")
+        self._purge_step = step
+
     def scalars(self, values: dict[str, float], step: int) -> None:
         """``tag -> value`` at ``step`` (rank 0)."""
-        if self.writer is not None:
-            for tag, value in values.items():
-                self.writer.add_scalar(tag, value, step)
+        if not self.enabled:
+            return
+        if self.writer is None:
+            self.writer = SummaryWriter(log_dir=str(self.out_dir / "tensorboard"), purge_step=self._purge_step)
+        for tag, value in values.items():
+            self.writer.add_scalar(tag, value, step)
 
     def progress_bar(self, total: int, initial: int, desc: str) -> tqdm:
         """A tqdm bar (rate and ETA) for ``total`` steps starting at ``initial``; disabled off rank 0."""

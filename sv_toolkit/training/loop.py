@@ -131,6 +131,9 @@ class Trainer:
     def resume(self, path: Path) -> None:
         """Continue from a checkpoint written by :meth:`fit` (epoch end or mid-epoch)."""
         state = load_checkpoint(path, map_location=self.device)
+        if "step_in_epoch" not in state:
+            raise ValueError(f"{path} was written by an earlier version of the train stage and cannot be resumed; "
+                             "pass resume=false to start again")
         for key, now in (("world_size", self.env.world_size), ("steps_per_epoch", self.options.steps_per_epoch)):
             if state[key] != now:
                 raise ValueError(
@@ -148,6 +151,7 @@ class Trainer:
         self.epoch, self.step_in_epoch = state["epoch"], state["step_in_epoch"]
         self.global_step = state["global_step"]
         restore_rng_state(state["rng"][self.env.rank], self.device)
+        self.log.resume_at(self.global_step + 1)
         self.last_checkpoint = path
         log.info("resumed from %s (epoch %d, step %d of it; global step %d)",
                  path, self.epoch + 1, self.step_in_epoch, self.global_step)

@@ -47,6 +47,12 @@ def reference(corpus, tmp_path_factory) -> Path:
     return _train_dir(exp)
 
 
+def _losses(train_dir: Path) -> list[tuple[int, float]]:
+    acc = EventAccumulator(str(train_dir / "tensorboard"))
+    acc.Reload()
+    return [(e.step, e.value) for e in acc.Scalars("train/loss")]
+
+
 def _params_and_buffers(train_dir: Path) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
     state = load_checkpoint(train_dir / "checkpoints" / "epoch_002.pt")
     named = {f"{k}.{n}": t for k in ("model", "head") for n, t in state[k].items()}
@@ -74,7 +80,9 @@ def test_torchrun_two_processes_equal_one_process_with_accumulation(corpus, refe
     assert tracked and all(ddp_buffers[n] == 12 and ref_buffers[n] == 24 for n in tracked)
     summary = json.loads((_train_dir(tmp_path) / "summary.json").read_text())
     assert summary["world_size"] == 2 and summary["global_batch"] == 8 and summary["steps"] == 12
-    assert not (_train_dir(tmp_path) / "tensorboard").with_name("rank1").exists()
+    # rank 0 alone writes tensorboard and the log (two writers would give two event files, doubled lines)
+    assert len(list((_train_dir(tmp_path) / "tensorboard").glob("events.*"))) == 1
+    assert (_train_dir(tmp_path) / "train.log").read_text().count("epoch 2/2:") == 1
 
 
 def test_kill_9_then_resume_gives_the_uninterrupted_weights(corpus, reference, tmp_path):
@@ -95,6 +103,9 @@ def test_kill_9_then_resume_gives_the_uninterrupted_weights(corpus, reference, t
     ref_params, ref_buffers = _params_and_buffers(reference)
     for name in {**ref_params, **ref_buffers}:  # bitwise, BatchNorm buffers included
         assert torch.equal({**got_params, **got_buffers}[name], {**ref_params, **ref_buffers}[name]), name
+    # tensorboard: the killed run's events after its checkpoint are purged, so every step appears once, with
+    # the uninterrupted run's loss
+    assert _losses(_train_dir(tmp_path)) == _losses(reference)
     averaged = load_checkpoint(_train_dir(tmp_path) / "model_avg.pt")
     ref_avg = load_checkpoint(reference / "model_avg.pt")
     assert all(torch.equal(averaged["model"][n], t) for n, t in ref_avg["model"].items())
@@ -121,6 +132,17 @@ def _run_in_process(corpus: Path, exp_root: Path, *extra: str) -> None:
     with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
         cfg = compose(config_name="train", overrides=stage_overrides(corpus, exp_root, *extra))
     train.run(cfg)
+
+
+def test_resume_false_starts_an_unfinished_run_again(corpus, reference, tmp_path):
+    train_dir = _train_dir(tmp_path)
+    (train_dir / "checkpoints").mkdir(parents=True)
+    (train_dir / "checkpoints" / "epoch_001.pt").write_bytes((reference / "checkpoints" / "epoch_001.pt").read_bytes())
+    (train_dir / "tensorboard").mkdir()
+    (train_dir / "tensorboard" / "events.out.tfevents.0.old").write_bytes(b"")
+    _run_in_process(corpus, tmp_path, "resume=false", "trainer.epochs=1", "trainer.average_last=1")
+    assert not (train_dir / "tensorboard" / "events.out.tfevents.0.old").exists()
+    assert [step for step, _ in _losses(train_dir)] == list(range(1, 7))  # 6 fresh steps, nothing resumed
 
 
 def test_init_from_loads_model_and_head(corpus, reference, tmp_path):
