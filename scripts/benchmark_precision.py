@@ -82,7 +82,7 @@ def main() -> None:
     runs = {}
     for precision in args.precisions:
         system = f"{base.system}_{precision}"
-        common = [f"experiment={args.experiment}", f"system={system}", *args.overrides]
+        common = [f"experiment={args.experiment}", *args.overrides, f"system={system}"]
         start = time.perf_counter()
         redo = [] if args.reuse else ["overwrite=true"]
         subprocess.run([sys.executable, str(REPO / "scripts" / "train.py"), *common, f"trainer.precision={precision}",
