@@ -1,4 +1,13 @@
-"""Checkpoints: atomic save, keep-last-N rotation, and weight averaging of the last N."""
+"""Checkpoints: atomic save, epoch and mid-epoch file names, keep-last-N rotation, weight averaging.
+
+File names in a run's ``checkpoints/`` folder:
+
+- ``epoch_<E>.pt``: written when epoch E (1-based) ends; these are rotated (keep last N) and averaged.
+- ``mid_epoch_<E>_step_<S>.pt``: written every N steps inside epoch E, after its S-th step; only for resuming
+  long epochs, so only the newest is kept and none is averaged (wespeaker averages epoch checkpoints).
+
+A checkpoint's position is (epochs finished, steps into the next epoch): (E, 0) and (E - 1, S) respectively.
+"""
 from __future__ import annotations
 
 import os
@@ -10,7 +19,8 @@ import torch
 
 from sv_toolkit.utils.io import atomic_path
 
-_EPOCH_FILE = re.compile(r"epoch_(\d+)\.pt$")
+_EPOCH_FILE = re.compile(r"^epoch_(\d+)\.pt$")
+_MID_FILE = re.compile(r"^mid_epoch_(\d+)_step_(\d+)\.pt$")
 
 
 def save_checkpoint(path: str | os.PathLike, state: dict[str, Any]) -> None:
@@ -26,29 +36,86 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     return torch.load(p, map_location=map_location, weights_only=False)
 
 
+def epoch_checkpoint_name(epoch: int) -> str:
+    """Name of the checkpoint written when ``epoch`` (1-based) ends."""
+    return f"epoch_{epoch:03d}.pt"
+
+
+def mid_epoch_checkpoint_name(epoch: int, step: int) -> str:
+    """Name of the checkpoint written after step ``step`` (1-based) of epoch ``epoch`` (1-based)."""
+    return f"mid_epoch_{epoch:03d}_step_{step:06d}.pt"
+
+
+def checkpoint_position(path: Path) -> tuple[int, int] | None:
+    """(epochs finished, steps into the next epoch) of a checkpoint file name, None for other files."""
+    if m := _EPOCH_FILE.match(path.name):
+        return int(m.group(1)), 0
+    if m := _MID_FILE.match(path.name):
+        return int(m.group(1)) - 1, int(m.group(2))
+    return None
+
+
 def epoch_checkpoints(directory: str | os.PathLike) -> list[Path]:
     """``epoch_<n>.pt`` files in ``directory`` sorted by epoch number."""
-    d = Path(directory)
-    found = [(int(m.group(1)), p) for p in d.glob("epoch_*.pt") if (m := _EPOCH_FILE.search(p.name))]
+    found = [(pos, p) for p in Path(directory).glob("epoch_*.pt") if (pos := checkpoint_position(p))]
     return [p for _, p in sorted(found)]
 
 
+def mid_epoch_checkpoints(directory: str | os.PathLike) -> list[Path]:
+    """``mid_epoch_*.pt`` files in ``directory`` sorted by position."""
+    found = [(pos, p) for p in Path(directory).glob("mid_epoch_*.pt") if (pos := checkpoint_position(p))]
+    return [p for _, p in sorted(found)]
+
+
+def all_checkpoints(directory: str | os.PathLike) -> list[Path]:
+    """Epoch and mid-epoch checkpoints, oldest position first."""
+    paths = epoch_checkpoints(directory) + mid_epoch_checkpoints(directory)
+    return sorted(paths, key=lambda p: checkpoint_position(p))  # type: ignore[arg-type, return-value]
+
+
+def latest_checkpoint(directory: str | os.PathLike) -> Path | None:
+    """The checkpoint furthest into training, or None."""
+    paths = all_checkpoints(directory)
+    return paths[-1] if paths else None
+
+
 def rotate_checkpoints(directory: str | os.PathLike, keep_last: int) -> None:
-    """Delete all but the newest ``keep_last`` epoch checkpoints (keep_last <= 0 keeps everything)."""
+    """Keep the newest ``keep_last`` epoch checkpoints (<= 0 keeps all) and only mid-epoch checkpoints newer
+    than the newest epoch checkpoint, of which only the newest."""
+    epochs = epoch_checkpoints(directory)
     if keep_last > 0:
-        for p in epoch_checkpoints(directory)[:-keep_last]:
+        for p in epochs[:-keep_last]:
+            p.unlink()
+    newest_epoch = checkpoint_position(epochs[-1]) if epochs else (-1, 0)
+    mids = mid_epoch_checkpoints(directory)
+    for p in mids:
+        if p != mids[-1] or checkpoint_position(p) <= newest_epoch:  # type: ignore[operator]
             p.unlink()
 
 
-def average_model_states(paths: list[Path], key: str = "model") -> dict[str, torch.Tensor]:
-    """Element-wise mean of the ``key`` state dicts of ``paths`` (integer buffers taken from the last)."""
+def average_states(paths: list[Path], keys: tuple[str, ...] = ("model",)) -> dict[str, dict[str, torch.Tensor]]:
+    """Element-wise mean of the ``keys`` state dicts of ``paths`` (integer buffers taken from the last file).
+
+    Files are read one at a time and summed in float64, so memory stays at about two copies of the state.
+    """
     if not paths:
         raise ValueError("no checkpoints to average")
-    states = [load_checkpoint(p)[key] for p in paths]
-    avg = {}
-    for name, last in states[-1].items():
-        if last.is_floating_point():
-            avg[name] = torch.stack([s[name].float() for s in states]).mean(0).to(last.dtype)
-        else:
-            avg[name] = last.clone()
-    return avg
+    sums: dict[str, dict[str, torch.Tensor]] = {key: {} for key in keys}
+    dtypes: dict[str, dict[str, torch.dtype]] = {key: {} for key in keys}
+    for i, path in enumerate(paths):
+        state = load_checkpoint(path)
+        for key in keys:
+            if key not in state:
+                raise KeyError(f"checkpoint {path} has no {key!r} state; it was not written by the train stage")
+            for name, t in state[key].items():
+                dtypes[key][name] = t.dtype
+                if not t.is_floating_point():
+                    sums[key][name] = t.clone()  # integer buffers (num_batches_tracked): the last file's value
+                elif i == 0:
+                    sums[key][name] = t.double()
+                else:
+                    sums[key][name] += t.double()
+    return {
+        key: {n: (t / len(paths)).to(dtypes[key][n]) if t.is_floating_point() else t for n, t in acc.items()}
+        for key, acc in sums.items()
+    }
