@@ -9,13 +9,10 @@ from pathlib import Path
 import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
-from torch.utils.data import DataLoader
 
-from sv_toolkit.data.dataset import RandomChunkDataset
-from sv_toolkit.data.manifests import read_speakers
-from sv_toolkit.features.store import FeatureStore
 from sv_toolkit.losses import MarginScheduler
 from sv_toolkit.stages.common import mark_done, resolve_device, should_run, to_container
+from sv_toolkit.stages.train_data import build_train_data
 from sv_toolkit.training.checkpoint import average_model_states, epoch_checkpoints, save_checkpoint
 from sv_toolkit.training.loop import Trainer
 from sv_toolkit.training.memory import measure_training_step
@@ -52,22 +49,14 @@ def run(cfg: DictConfig) -> None:
     t = cfg.trainer
     torch.manual_seed(cfg.seed)
     device = resolve_device(t.device)
-    speakers = read_speakers(Path(cfg.data.manifest_dir) / "train" / "speakers.tsv")
-    store = FeatureStore(Path(cfg.data.feature_dir) / "train")
-    dataset = RandomChunkDataset(store, speakers, t.chunk_frames, t.chunks_per_utterance)
-    loader = DataLoader(
-        dataset, batch_size=t.batch_size, shuffle=True, drop_last=True, num_workers=t.num_workers,
-        persistent_workers=t.num_workers > 0,
-    )
-    steps_per_epoch = len(loader)
-    if steps_per_epoch == 0:
-        raise ValueError(f"trainer.batch_size={t.batch_size} is larger than the training set ({len(dataset)} chunks)")
+    data = build_train_data(cfg, rank=0, world_size=1, seed=cfg.seed)
+    steps_per_epoch, num_classes = data.steps_per_epoch, data.num_classes
 
     model = instantiate(cfg.model)
-    head = instantiate(cfg.head, embed_dim=cfg.model.embed_dim, num_classes=len(speakers))
+    head = instantiate(cfg.head, embed_dim=cfg.model.embed_dim, num_classes=num_classes)
     optim_factory = instantiate(cfg.optim)
     params = sum(p.numel() for p in model.parameters())
-    memory = _memory_report(model, head, optim_factory, cfg, len(speakers), device) if t.measure_memory else None
+    memory = _memory_report(model, head, optim_factory, cfg, num_classes, device) if t.measure_memory else None
     optimizer = optim_factory(params=list(model.parameters()) + list(head.parameters()))
     total_steps = t.epochs * steps_per_epoch
     lr_scheduler = instantiate(cfg.sched.lr)(
@@ -75,8 +64,8 @@ def run(cfg: DictConfig) -> None:
     )
     m = cfg.sched.margin
     margin_scheduler = MarginScheduler(head, m.initial, m.final, m.start_epoch, m.end_epoch)
-    log.info("model %s: %.3fM parameters; %d speakers, %d utterances, %d steps per epoch",
-             cfg.model.name, params / 1e6, len(speakers), len(store), steps_per_epoch)
+    log.info("model %s: %.3fM parameters; %d speakers (%d classes), %d utterances, %d steps per epoch",
+             cfg.model.name, params / 1e6, data.num_speakers, num_classes, data.num_utterances, steps_per_epoch)
 
     trainer = Trainer(
         model, head, optimizer, lr_scheduler, margin_scheduler, out_dir, device, t.log_every, t.grad_clip,
@@ -89,7 +78,7 @@ def run(cfg: DictConfig) -> None:
         log.info("resume=false: removing %d checkpoints of an unfinished earlier run", len(existing))
         for p in existing:
             p.unlink()
-    history = trainer.fit(loader, t.epochs, steps_per_epoch)
+    history = trainer.fit(data.epoch_loader(lambda: trainer.epoch), t.epochs, steps_per_epoch)
     trainer.close()
 
     to_average = epoch_checkpoints(out_dir / "checkpoints")[-t.average_last :]
