@@ -10,7 +10,8 @@ inside a shard. So every sample is read by exactly one (rank, worker), at most o
 
 Each worker passes its samples through a shuffle buffer. A sample's randomness (chunk position, speed, noise)
 comes from its position in the epoch sequence, not from the worker. Resuming at step k skips, in each worker,
-the batches the DataLoader's round-robin had taken from it (reading but not featurising them).
+the batches the DataLoader's round-robin had taken from it (reading but not featurising them), with the
+workers' parts rotated so that the resumed loader yields exactly the remaining batches in their order.
 """
 from __future__ import annotations
 
@@ -122,11 +123,14 @@ class ShardChunkDataset(IterableDataset):
     def __iter__(self) -> Iterator[tuple[torch.Tensor, int]]:
         info = get_worker_info()
         nw, w = (info.num_workers, info.id) if info is not None else (1, 0)
-        segments, _ = plan_epoch(self.shards.counts, self.epoch, self.seed, self.rank, self.world_size, nw,
-                                 self.batch_size, self.repeats)[w]
+        # The DataLoader takes batch m from worker m % nw. Resuming at step k, its first batch comes from worker
+        # 0, so worker w plays the part of worker (w + k) % nw of the full epoch and skips what that one gave.
         k = self.start_step
-        skip = (k // nw + (w < k % nw)) * self.batch_size  # batches the round-robin already took from worker w
-        buffer_rng = np.random.default_rng([self.seed, self.epoch, self.rank, w, nw])
+        role = (w + k) % nw
+        segments, _ = plan_epoch(self.shards.counts, self.epoch, self.seed, self.rank, self.world_size, nw,
+                                 self.batch_size, self.repeats)[role]
+        skip = (k // nw + (role < k % nw)) * self.batch_size
+        buffer_rng = np.random.default_rng([self.seed, self.epoch, self.rank, role, nw])
         for n, item in enumerate(shuffled(self._prepared(segments), self.shuffle_buffer, buffer_rng)):
             if n >= skip:
                 yield self._finish(*item)
