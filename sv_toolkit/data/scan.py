@@ -100,6 +100,17 @@ def fatal_error(f: ScannedFile) -> AudioError:
     )
 
 
+def require_dir(root: str | os.PathLike) -> Path:
+    """``root`` as a Path, or a FileNotFoundError saying how to get the corpus there."""
+    path = Path(root)
+    if not path.is_dir():
+        raise FileNotFoundError(
+            f"audio folder {path} does not exist; create the corpus first (for minivox: scripts/synth_minivox.py, "
+            "for VoxCeleb: download it, see README) or point the data.*_dir keys at it"
+        )
+    return path
+
+
 def list_units(root: Path, unit_depth: int) -> list[str]:
     """Sorted relative paths of the folders ``unit_depth`` levels below ``root``."""
     level = [""]
@@ -162,12 +173,7 @@ def scan_tree(
     Unit results left by an earlier run with the same parameters are kept (resume); with other parameters
     the work folder is cleared first.
     """
-    root_path, work = Path(root), Path(work_dir)
-    if not root_path.is_dir():
-        raise FileNotFoundError(
-            f"audio folder {root_path} does not exist; create the corpus first (for minivox: scripts/synth_minivox.py, "
-            "for VoxCeleb: download it, see README) or point the data.*_dir keys at it"
-        )
+    root_path, work = require_dir(root), Path(work_dir)
     params = ScanParams(str(root_path.resolve()), sample_rate, float(min_seconds), file_depth, unit_depth)
     params_file = work / _PARAMS
     if params_file.is_file() and json.loads(params_file.read_text()) != asdict(params):

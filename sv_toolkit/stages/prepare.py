@@ -25,7 +25,7 @@ from sv_toolkit.data.prepare import (
     trial_keys,
     write_set,
 )
-from sv_toolkit.data.scan import ScannedFile, iter_scanned, scan_tree
+from sv_toolkit.data.scan import ScannedFile, iter_scanned, require_dir, scan_tree
 from sv_toolkit.stages.common import mark_done, should_run
 from sv_toolkit.utils.io import atomic_dir, write_json_atomic
 
@@ -50,11 +50,14 @@ def run(cfg: DictConfig) -> None:
     for stale in out_dir.parent.glob(f".{out_dir.name}.*.tmp"):  # left by a run killed while writing
         shutil.rmtree(stale)
     d = cfg.data
+    for root in [*_dirs(d.train_audio_dir), d.test_audio_dir, d.musan_dir, d.rirs_dir]:
+        if root is not None:
+            require_dir(root)
     load_trial_lists(dict(d.trials), None, d.check_trial_counts)  # format and sizes, before an hour of scanning
 
     def scan(root: Path, name: str, min_seconds: float, file_depth: int | None = 3, unit_depth: int = 1):
         units = scan_tree(root, work / name, d.sample_rate, min_seconds, d.skip_bad_audio, file_depth, unit_depth,
-                          cfg.num_workers, cfg.progress, desc=f"scan {name}")
+                          cfg.preparation.num_workers, cfg.progress, desc=f"scan {name}")
         return lambda: iter_scanned(work / name, units)
 
     train_scans = [scan(root, f"train{i}", d.min_seconds) for i, root in enumerate(_dirs(d.train_audio_dir))]

@@ -15,7 +15,7 @@ def run(cfg: DictConfig) -> None:
     if not should_run(out_dir, cfg.overwrite, "shard"):
         return
     summary = write_shards(
-        Path(cfg.data.manifest_dir) / "train" / "utterances.tsv", out_dir, cfg.shard_size, cfg.seed, cfg.content,
-        settings_from_config(cfg), cfg.num_workers, cfg.progress,
+        Path(cfg.data.manifest_dir) / "train" / "utterances.tsv", out_dir, cfg.preparation.shard_size, cfg.seed,
+        cfg.preparation.shard_content, settings_from_config(cfg), cfg.preparation.num_workers, cfg.progress,
     )
     mark_done(out_dir, cfg, summary)

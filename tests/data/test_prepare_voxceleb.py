@@ -37,7 +37,7 @@ def vox_overrides(data_dir: Path, train, test: Path, trials: dict[str, Path], au
         f"data.dir={data_dir}", f"data.train_audio_dir={train_value}", f"data.test_audio_dir={test}",
         "~data.trials", "+data.trials={" + ",".join(f"{k}: {v}" for k, v in trials.items()) + "}",
         f"data.musan_dir={aux / 'musan'}", f"data.rirs_dir={aux / 'rirs'}",
-        f"num_workers={workers}",
+        f"preparation.num_workers={workers}",
     ]
 
 
@@ -52,7 +52,7 @@ def corpora(tmp_path_factory, shared_data):
         m4a_keys = [f"id00007/m4avid0000{v}/0000{u}" for v in (1, 2) for u in (1, 2)]
         for k in m4a_keys:
             make_m4a(root / "voxceleb2" / "dev" / "aac" / f"{k}.m4a", seconds=1.5)
-        convert_stage.run(compose_cfg("convert", [f"data.dir={root}", "num_workers=2"]))
+        convert_stage.run(compose_cfg("convert", [f"data.dir={root}", "preparation.num_workers=2"]))
         keys += [f"{k}.wav" for k in m4a_keys]
     make_musan(root / "musan")
     make_rirs(root / "rirs")
@@ -202,7 +202,7 @@ def test_convert_resumes_and_lists_files_it_cannot_decode(tmp_path):
         make_m4a(src / f"{key}.m4a", seconds=1.5, sr=44100)
     (src / "id00002" / "vidBBBBBBBB" / "00002.m4a").write_bytes(b"\x00\x00\x00\x18ftypM4A broken")
     dst = tmp_path / "voxceleb2_dev" / "wav"
-    cfg = compose_cfg("convert", [f"data.dir={tmp_path}", "num_workers=2"])
+    cfg = compose_cfg("convert", [f"data.dir={tmp_path}", "preparation.num_workers=2"])
     convert_stage.run(cfg)
     out = sorted(p.relative_to(dst).as_posix() for p in dst.rglob("*.wav"))
     assert out == ["id00001/vidAAAAAAAA/00001.wav", "id00001/vidAAAAAAAA/00002.wav", "id00002/vidBBBBBBBB/00001.wav"]

@@ -41,9 +41,9 @@ def corpus(tmp_path_factory, shared_data):
             f"data.test_audio_dir={shared_data / 'voxceleb1_sample' / 'wav'}", "~data.trials",
             f"+data.trials={{t: {trials}}}", f"data.musan_dir={root / 'musan'}", f"data.rirs_dir={root / 'rirs'}",
             "data.min_seconds=1.0", "trainer.num_workers=0", "trainer.device=cpu"]
-    prepare_stage.run(compose_cfg("prepare", ["data=voxceleb", "num_workers=1", *base]))
+    prepare_stage.run(compose_cfg("prepare", ["data=voxceleb", "preparation.num_workers=1", *base]))
     features_run(compose_cfg("features", ["data=voxceleb", "data.feature_splits=[train,test]", *base]))
-    shard_stage.run(compose_cfg("shard", ["data=voxceleb", "shard_size=6", "num_workers=1", *base]))
+    shard_stage.run(compose_cfg("shard", ["data=voxceleb", "preparation.shard_size=6", "preparation.num_workers=1", *base]))
     return root, base
 
 
