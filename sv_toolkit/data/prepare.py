@@ -40,7 +40,8 @@ def scan_audio_dir(
             "or point data.train_audio_dir / data.test_audio_dir at it"
         )
     params = ScanParams(str(root.resolve()), sample_rate, float(min_seconds), 3, 1)
-    files = sorted(p for p in Path(params.root).glob("*/*/*") if p.suffix.lower() in AUDIO_EXTENSIONS + NEEDS_CONVERSION)
+    suffixes = AUDIO_EXTENSIONS + NEEDS_CONVERSION
+    files = sorted(p for p in Path(params.root).glob("*/*/*") if p.suffix.lower() in suffixes)
     checked = [check_audio_file(p, p.relative_to(params.root).as_posix(), params) for p in files]
     utterances, skipped = [], []
     for f in checked:

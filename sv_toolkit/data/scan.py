@@ -146,7 +146,8 @@ def scan_unit(work_dir: Path, unit: str, params: ScanParams, skip_bad_audio: boo
             if f.status == "skip" and f.category in _FATAL:
                 raise fatal_error(f)
     with atomic_path(_unit_file(work_dir, unit)) as tmp, open(tmp, "w", newline="") as fh:
-        w = csv.writer(fh, delimiter="\t", lineterminator="\n")  # status key path num_samples sample_rate channels reason
+        # columns: status key path num_samples sample_rate channels reason
+        w = csv.writer(fh, delimiter="\t", lineterminator="\n")
         w.writerows([f.status, f.key, f.path, f.num_samples, f.sample_rate, f.channels, f.reason] for f in rows)
     kept = sum(f.status == "ok" for f in rows)
     return kept, len(rows) - kept

@@ -136,7 +136,7 @@ class ShardChunkDataset(IterableDataset):
                 yield self._finish(*item)
 
     def _prepared(self, segments: list[Segment]) -> Iterator[tuple]:
-        """(payload, plan or start, rng, label) per sample, in segment order; payload is the planned audio or fbank chunk."""
+        """(payload, plan or start, rng, label) per sample in segment order; payload: the planned audio / fbank."""
         for seg in segments:
             path = self.shards.paths[seg.shard]
             with tarfile.open(path, "r:") as tar:

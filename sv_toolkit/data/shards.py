@@ -159,7 +159,8 @@ def write_shards(
         w.writerow(["file", "utterances", "seconds"])
         w.writerows([Path(j.out).name, n, f"{sec:.2f}"] for j, (n, sec) in zip(jobs, results))
     first = read_audio_rate(manifest)
-    meta = {"content": content, "sample_rate": first, "num_mel_bins": fbank.num_mel_bins if content == "fbank" else None,
+    meta = {"content": content, "sample_rate": first,
+            "num_mel_bins": fbank.num_mel_bins if content == "fbank" else None,
             "fbank": asdict(fbank) if content == "fbank" else None, "num_shards": len(jobs),
             "num_utterances": len(offsets), "shard_size": shard_size, "seed": seed, "manifest": str(manifest)}
     write_json_atomic(out / "meta.json", meta)

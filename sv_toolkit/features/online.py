@@ -10,7 +10,9 @@ from sv_toolkit.features.fbank import apply_cmn, compute_fbank
 from sv_toolkit.features.store import FbankSettings
 
 
-def utterance_fbank(path: str | os.PathLike, settings: FbankSettings = FbankSettings(), cmn: bool = True) -> torch.Tensor:
+def utterance_fbank(
+    path: str | os.PathLike, settings: FbankSettings = FbankSettings(), cmn: bool = True
+) -> torch.Tensor:
     """Test-time features of a whole audio file: Kaldi fbank with dither 0, then per-utterance CMN, (T, bins).
 
     The file must have ``settings.sample_rate``; multi-channel audio is averaged to mono. Raises AudioError

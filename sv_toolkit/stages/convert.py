@@ -26,7 +26,8 @@ def run(cfg: DictConfig) -> None:
         dst = Path(job.dst)
         if not should_run(dst, cfg.overwrite, f"convert {name}"):
             continue
-        summary = convert_tree(job.src, dst, cfg.data.sample_rate, cfg.preparation.convert_format, cfg.preparation.num_workers, cfg.progress)
+        p = cfg.preparation
+        summary = convert_tree(job.src, dst, cfg.data.sample_rate, p.convert_format, p.num_workers, cfg.progress)
         failed_list = dst.parent / f"{name}.convert_failed.tsv"
         info = {"converted": summary.converted, "already_present": summary.already_present,
                 "failed": len(summary.failed), "other_files_ignored": summary.other_files}

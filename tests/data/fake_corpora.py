@@ -70,7 +70,8 @@ def make_musan(root: Path, files_per_source: int = 2) -> None:
     for kind, sources in {"noise": ["free-sound", "sound-bible"], "speech": ["librivox"], "music": ["fma"]}.items():
         for source in sources:
             for i in range(files_per_source):
-                write_wav(root / kind / source / f"{kind}-{source}-{i:04d}.wav", 3.0, seed=zlib.crc32(f"{kind}{source}{i}".encode()) % 1000)
+                seed = zlib.crc32(f"{kind}{source}{i}".encode()) % 1000
+                write_wav(root / kind / source / f"{kind}-{source}-{i:04d}.wav", 3.0, seed=seed)
             (root / kind / source / "ANNOTATIONS").write_text("fake annotations\n")
     (root / "README").write_text("fake MUSAN\n")
 

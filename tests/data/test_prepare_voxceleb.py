@@ -162,7 +162,8 @@ def _manifests(d: Path) -> dict[str, bytes]:
 
 def test_killed_prepare_resumes_to_the_same_manifests(corpora, prepared, tmp_path, caplog):
     root, vox2, vox1, trials, _, _ = corpora
-    overrides = vox_overrides(tmp_path / "data", vox2, vox1, {"sample": trials}, root) + ["data=voxceleb", "progress=false"]
+    overrides = [*vox_overrides(tmp_path / "data", vox2, vox1, {"sample": trials}, root), "data=voxceleb",
+                 "progress=false"]
     # The killed run is the real stage script with each unit slowed down, so that the kill lands half-way.
     slow = textwrap.dedent(f"""
         import runpy, sys, time

@@ -68,7 +68,8 @@ def test_fbank_shards_hold_dither_free_fbank(tmp_path):
     np.testing.assert_array_equal(arr, compute_fbank(wave, 16000).numpy())
 
 
-@pytest.mark.parametrize("world_size,workers,batch,repeats", list(itertools.product([1, 2, 3], [1, 2, 3], [1, 4], [1, 2])))
+@pytest.mark.parametrize("world_size,workers,batch,repeats",
+                         list(itertools.product([1, 2, 3], [1, 2, 3], [1, 4], [1, 2])))
 def test_epoch_plan_covers_each_sample_at_most_once_with_equal_steps(world_size, workers, batch, repeats):
     counts = np.array([7, 3, 9, 1, 5, 8])  # 33 samples in uneven shards
     total = counts.sum() * repeats

@@ -43,7 +43,8 @@ def corpus(tmp_path_factory, shared_data):
             "data.min_seconds=1.0", "trainer.num_workers=0", "trainer.device=cpu"]
     prepare_stage.run(compose_cfg("prepare", ["data=voxceleb", "preparation.num_workers=1", *base]))
     features_run(compose_cfg("features", ["data=voxceleb", "data.feature_splits=[train,test]", *base]))
-    shard_stage.run(compose_cfg("shard", ["data=voxceleb", "preparation.shard_size=6", "preparation.num_workers=1", *base]))
+    shard_stage.run(compose_cfg("shard", ["data=voxceleb", "preparation.shard_size=6", "preparation.num_workers=1",
+                                          *base]))
     return root, base
 
 

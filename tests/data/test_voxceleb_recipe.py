@@ -26,7 +26,8 @@ def test_voxceleb_recipe_data_stages_and_training(repo_root, shared_data, tmp_pa
     make_musan(d / "musan")
     make_rirs(d / "RIRS_NOISES" / "simulated_rirs")
     overrides = [f"data.dir={d}", f"exp_root={tmp_path}/exp", "~data.trials",
-                 f"+data.trials={{sample: {d}/voxceleb1/sample.txt}}", "preparation.shard_size=5", "preparation.num_workers=2",
+                 f"+data.trials={{sample: {d}/voxceleb1/sample.txt}}", "preparation.shard_size=5",
+                 "preparation.num_workers=2",
                  "trainer.epochs=1", "trainer.batch_size=4", "trainer.num_workers=2", "trainer.chunk_frames=100",
                  "trainer.measure_memory=false", "trainer.average_last=1", "model=resnet10", "model.base_width=4",
                  "progress=false"]
