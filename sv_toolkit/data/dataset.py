@@ -18,7 +18,7 @@ from sv_toolkit.data.chunking import AudioChunker, FeatureChunker, chunk_rng, cr
 from sv_toolkit.data.manifests import Utterance
 from sv_toolkit.features.store import FeatureStore
 
-__all__ = ["EpochSampler", "RandomChunkDataset", "RawChunkDataset", "SampleIndex", "crop_or_repeat"]
+__all__ = ["EpochSampler", "EpochSteps", "RandomChunkDataset", "RawChunkDataset", "SampleIndex", "crop_or_repeat"]
 
 
 class SampleIndex(NamedTuple):
@@ -27,7 +27,35 @@ class SampleIndex(NamedTuple):
     position: int  # position in the epoch's global sample order
 
 
-class EpochSampler(Sampler):
+def steps_per_epoch(total: int, world_size: int, batch_size: int) -> int:
+    """Steps every rank can run: whole batches of an equal share of ``total`` samples."""
+    return (total // world_size) // batch_size
+
+
+class EpochSteps:
+    """The epoch and the step it starts at, for an epoch of ``steps_per_epoch`` equal steps on every rank."""
+
+    def _init_steps(self, total: int, batch_size: int, rank: int, world_size: int) -> None:
+        if not 0 <= rank < world_size:
+            raise ValueError(f"rank {rank} is not in [0, world_size={world_size})")
+        self.batch_size = batch_size
+        self.steps_per_epoch = steps_per_epoch(total, world_size, batch_size)
+        if self.steps_per_epoch == 0:
+            raise ValueError(f"{total} samples give no full batch of {batch_size} on each of {world_size} ranks; "
+                             "lower trainer.batch_size")
+        self.epoch, self.start_step = 0, 0
+
+    def set_epoch(self, epoch: int, start_step: int = 0) -> None:
+        """Shuffle for ``epoch``; the next pass starts at batch ``start_step``. Call it before iterating."""
+        if not 0 <= start_step <= self.steps_per_epoch:
+            raise ValueError(f"start_step {start_step} is not in [0, {self.steps_per_epoch}]")
+        self.epoch, self.start_step = epoch, start_step
+
+    def __len__(self) -> int:
+        return (self.steps_per_epoch - self.start_step) * self.batch_size
+
+
+class EpochSampler(EpochSteps, Sampler):
     """A per-epoch shuffle of ``num_items * repeats`` samples, split across ``world_size`` ranks.
 
     Rank r takes positions r, r + W, r + 2W, ... (as DistributedSampler does), cut to whole batches so that every
@@ -38,25 +66,8 @@ class EpochSampler(Sampler):
     def __init__(
         self, num_items: int, batch_size: int, rank: int = 0, world_size: int = 1, seed: int = 0, repeats: int = 1
     ) -> None:
-        if not 0 <= rank < world_size:
-            raise ValueError(f"rank {rank} is not in [0, world_size={world_size})")
-        self.num_items, self.batch_size, self.rank, self.world_size = num_items, batch_size, rank, world_size
-        self.seed, self.repeats = seed, repeats
-        self.steps_per_epoch = (num_items * repeats // world_size) // batch_size
-        if self.steps_per_epoch == 0:
-            raise ValueError(
-                f"{num_items * repeats} samples give no full batch of {batch_size} on each of {world_size} ranks; "
-                "lower trainer.batch_size"
-            )
-        self.epoch, self.start_step = 0, 0
-
-    def set_epoch(self, epoch: int, start_step: int = 0) -> None:
-        if not 0 <= start_step <= self.steps_per_epoch:
-            raise ValueError(f"start_step {start_step} is not in [0, {self.steps_per_epoch}]")
-        self.epoch, self.start_step = epoch, start_step
-
-    def __len__(self) -> int:
-        return (self.steps_per_epoch - self.start_step) * self.batch_size
+        self._init_steps(num_items * repeats, batch_size, rank, world_size)
+        self.num_items, self.rank, self.world_size, self.seed, self.repeats = num_items, rank, world_size, seed, repeats
 
     def __iter__(self):
         order = np.random.default_rng([self.seed, self.epoch]).permutation(self.num_items * self.repeats)

@@ -26,6 +26,7 @@ import torch
 from torch.utils.data import IterableDataset, get_worker_info
 
 from sv_toolkit.data.chunking import AudioChunker, FeatureChunker, chunk_rng
+from sv_toolkit.data.dataset import EpochSteps, steps_per_epoch
 from sv_toolkit.data.shards import ShardList
 
 
@@ -37,10 +38,6 @@ class Segment:
     position: int  # epoch-sequence position of member ``first``
 
 
-def steps_per_epoch(total: int, world_size: int, batch_size: int) -> int:
-    return (total // world_size) // batch_size
-
-
 def plan_epoch(
     counts: np.ndarray, epoch: int, seed: int, rank: int, world_size: int, num_workers: int, batch_size: int,
     repeats: int = 1,
@@ -50,7 +47,7 @@ def plan_epoch(
     ends = np.cumsum(counts[order])
     starts = ends - counts[order]
     per_rank = int(ends[-1]) // world_size
-    steps = per_rank // batch_size
+    steps = steps_per_epoch(int(ends[-1]), world_size, batch_size)
     out, begin = [], rank * per_rank
     for w in range(num_workers):
         batches = steps // num_workers + (w < steps % num_workers)
@@ -78,7 +75,7 @@ def shuffled(items: Iterator, size: int, rng: np.random.Generator) -> Iterator:
         yield buf[j]
 
 
-class ShardChunkDataset(IterableDataset):
+class ShardChunkDataset(EpochSteps, IterableDataset):
     """Chunks and labels from the shards of ``shards`` for one DDP rank; see the module docstring."""
 
     def __init__(
@@ -93,8 +90,6 @@ class ShardChunkDataset(IterableDataset):
         shuffle_buffer: int = 1000,
         repeats: int = 1,
     ) -> None:
-        if not 0 <= rank < world_size:
-            raise ValueError(f"rank {rank} is not in [0, world_size={world_size})")
         wants = "fbank" if isinstance(chunker, FeatureChunker) else "audio"
         if shards.content != wants:
             raise ValueError(
@@ -103,22 +98,10 @@ class ShardChunkDataset(IterableDataset):
                    if wants == "audio" else "")
             )
         self.shards, self.speaker_to_index, self.chunker = shards, dict(speaker_to_index), chunker
-        self.batch_size, self.rank, self.world_size, self.seed = batch_size, rank, world_size, seed
+        self._init_steps(shards.num_utterances * repeats, batch_size, rank, world_size)
+        self.rank, self.world_size, self.seed = rank, world_size, seed
         self.shuffle_buffer, self.repeats = max(int(shuffle_buffer), 1), repeats
-        self.steps_per_epoch = steps_per_epoch(shards.num_utterances * repeats, world_size, batch_size)
-        if self.steps_per_epoch == 0:
-            raise ValueError(f"{shards.num_utterances * repeats} samples give no full batch of {batch_size} on each of "
-                             f"{world_size} ranks; lower trainer.batch_size")
-        self.epoch, self.start_step = 0, 0
-
-    def set_epoch(self, epoch: int, start_step: int = 0) -> None:
-        """Set before iterating (the DataLoader's workers are created afresh for each epoch)."""
-        if not 0 <= start_step <= self.steps_per_epoch:
-            raise ValueError(f"start_step {start_step} is not in [0, {self.steps_per_epoch}]")
-        self.epoch, self.start_step = epoch, start_step
-
-    def __len__(self) -> int:
-        return (self.steps_per_epoch - self.start_step) * self.batch_size
+        # set_epoch must come before iter(loader): the DataLoader's workers (created afresh each epoch) copy it.
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, int]]:
         info = get_worker_info()
