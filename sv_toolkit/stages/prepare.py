@@ -17,14 +17,7 @@ from typing import Any
 from omegaconf import DictConfig, ListConfig
 
 from sv_toolkit.data.manifests import write_trials
-from sv_toolkit.data.prepare import (
-    ok_keys,
-    skipped_and_notes,
-    speakers_of,
-    load_trial_lists,
-    trial_keys,
-    write_set,
-)
+from sv_toolkit.data.prepare import load_trial_lists, ok_keys, skipped_and_notes, speakers_of, trial_keys, write_set
 from sv_toolkit.data.scan import ScannedFile, iter_scanned, require_dir, scan_tree
 from sv_toolkit.stages.common import mark_done, should_run
 from sv_toolkit.utils.io import atomic_dir, write_json_atomic
