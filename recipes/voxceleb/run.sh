@@ -1,12 +1,18 @@
 #!/usr/bin/env bash
 # VoxCeleb: train on VoxCeleb2 dev, evaluate on the cleaned VoxCeleb1 O/E/H lists (wespeaker v2 recipe).
 #   bash recipes/voxceleb/run.sh [--stage N] [--stop_stage M] [--systems "exp1 exp2"] [key=value ...]
-# Before stage 2, download the corpora yourself (we never fetch data) and lay them out as conf/data/voxceleb.yaml
-# expects: data/voxceleb/voxceleb2_dev/wav/<spk>/<video>/<nnnnn>.wav (16 kHz wav converted from the m4a files),
-# data/voxceleb/voxceleb1/wav/..., and the three cleaned trial lists in data/voxceleb/voxceleb1/.
-# Stages: (1 none: no corpus stage) 2 manifests, 3 fbank, 4 untrained baseline, 5 train, 6 embed, 7 score, 8 table.
-# Note: stage 3 stores fbank of every utterance (about 270 GB in fp32 for VoxCeleb2 dev); on-the-fly features,
-# sharded storage and MUSAN/RIR augmentation are the subject of the VoxCeleb-scale data pipeline work.
+# Download the corpora yourself (we never fetch data) and place them as conf/data/voxceleb.yaml expects (README,
+# "VoxCeleb"): data/voxceleb/voxceleb2/dev/aac/<id0xxxx>/<video>/<nnnnn>.m4a, data/voxceleb/voxceleb1/wav/...,
+# the three cleaned trial lists in data/voxceleb/voxceleb1/, data/voxceleb/musan/, data/voxceleb/RIRS_NOISES/.
+# Stages:
+#   1 convert   VoxCeleb2 m4a -> 16 kHz mono wav (ffmpeg; parallel, resumable)
+#   2 prepare   manifests of VoxCeleb2 dev (train), VoxCeleb1 (test), trials, MUSAN, RIRs (parallel, resumable)
+#   3 shards    training set as tar shards (resumable) + stored fbank of the test set
+#   4 untrained baseline, 5 train, 6 embed, 7 score (each system), 8 table: recipes/common/pipeline.sh
+# Training reads the shards with on-the-fly fbank, speed perturbation and MUSAN / RIR augmentation
+# (conf/augment/wespeaker.yaml); there is no training fbank store (it would take about 270 GB). The embed stage
+# takes the training-set mean embedding from a training fbank store, so stages 4 and 6 need it computed another
+# way before this recipe runs past stage 5 (see the README's status section).
 # Training (stage 5) runs under torchrun, one process per GPU (DDP, nccl): GPUS=2 bash recipes/voxceleb/run.sh
 # --stage 5. Multi node: run the same command on every node with NNODES, NODE_RANK, MASTER_ADDR (node 0's
 # address) and MASTER_PORT set; exp/ must be on a filesystem every node sees (rank 0 writes, all resume from it).
@@ -14,7 +20,7 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
 PYTHON=${PYTHON:-python}
-stage=2
+stage=1
 stop_stage=8
 data=voxceleb
 corpus_script=
@@ -30,4 +36,17 @@ else
              --master_port="${MASTER_PORT:-29500}")
 fi
 source recipes/common/parse_options.sh
-source recipes/common/pipeline.sh
+
+run() { echo "+ $*" >&2; "$PYTHON" "$@"; }
+in_range() { [[ $stage -le $1 && $stop_stage -ge $1 ]]; }
+
+if in_range 1; then run scripts/convert.py data="$data" "${overrides[@]}"; fi
+if in_range 2; then run scripts/prepare.py data="$data" "${overrides[@]}"; fi
+if in_range 3; then
+  run scripts/shard.py data="$data" "${overrides[@]}"
+  run scripts/features.py data="$data" "${overrides[@]}"
+fi
+if [[ $stop_stage -ge 4 ]]; then
+  stage=$(( stage > 4 ? stage : 4 ))
+  source recipes/common/pipeline.sh
+fi

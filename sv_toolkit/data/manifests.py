@@ -76,9 +76,15 @@ def speaker_counts(utterances: Iterable[Utterance]) -> dict[str, tuple[int, floa
 
 def write_speakers(path: str | os.PathLike, utterances: Iterable[Utterance]) -> None:
     """Write the speaker list (speaker, class index, utterances, seconds) atomically."""
+    write_speaker_counts(path, speaker_counts(utterances))
+
+
+def write_speaker_counts(path: str | os.PathLike, counts: Mapping[str, tuple[int, float]]) -> None:
+    """Write a speaker list from speaker -> (utterances, seconds), class indices in sorted speaker order."""
     with atomic_path(path) as tmp, open(tmp, "w") as f:
         f.write("speaker\tindex\tnum_utterances\tseconds\n")
-        for i, (spk, (n, sec)) in enumerate(speaker_counts(utterances).items()):
+        for i, spk in enumerate(sorted(counts)):
+            n, sec = counts[spk]
             f.write(f"{spk}\t{i}\t{n}\t{sec:.2f}\n")
 
 

@@ -1,34 +1,37 @@
-"""Build manifests from a VoxCeleb-layout corpus: ``<audio_dir>/<speaker>/<session>/<nnnnn>.<ext>``."""
+"""Manifests from scanned audio trees: utterance lists, speaker lists, trial lists, and the set summaries.
+
+The trees are scanned by :mod:`sv_toolkit.data.scan` (resumable, parallel); here the scanned rows are streamed
+into manifests, so that memory does not grow with the corpus (only per-speaker counters and the test keys
+named by the trial lists are held).
+"""
 from __future__ import annotations
 
 import logging
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Mapping
+from typing import Callable, Iterable, Iterator, Mapping
 
-from sv_toolkit.data.audio import AudioError, audio_info
-from sv_toolkit.data.manifests import Trial, Utterance, read_trials
+from sv_toolkit.data.manifests import Trial, Utterance, read_trials, write_speaker_counts, write_utterances
+from sv_toolkit.data.scan import (
+    AUDIO_EXTENSIONS,
+    NEEDS_CONVERSION,
+    ScannedFile,
+    ScanParams,
+    check_audio_file,
+    fatal_error,
+)
+from sv_toolkit.data.voxceleb import check_trial_counts
 
 log = logging.getLogger(__name__)
-
-AUDIO_EXTENSIONS = (".wav", ".flac")
-
-
-@dataclass(frozen=True)
-class SkippedFile:
-    path: str
-    reason: str
 
 
 def scan_audio_dir(
     audio_dir: str | os.PathLike, sample_rate: int, min_seconds: float = 0.0, skip_bad_audio: bool = True
-) -> tuple[list[Utterance], list[SkippedFile]]:
-    """List every ``speaker/session/file`` audio file with its length, read from the header.
+) -> tuple[list[Utterance], list[ScannedFile]]:
+    """In-memory scan of a small ``speaker/session/file`` tree: (kept utterances, skipped files).
 
-    Files shorter than ``min_seconds`` are skipped. Files that cannot be read, are empty or have another sample
-    rate are skipped too when ``skip_bad_audio`` (all skipped files are returned with the reason); otherwise
-    the first one raises :class:`AudioError` naming it.
+    Same file policy as :func:`sv_toolkit.data.scan.scan_tree` (see there); large corpora go through that.
     """
     root = Path(audio_dir)
     if not root.is_dir():
@@ -36,44 +39,101 @@ def scan_audio_dir(
             f"audio folder {root} does not exist; create the corpus first (for minivox: scripts/synth_minivox.py) "
             "or point data.train_audio_dir / data.test_audio_dir at it"
         )
+    params = ScanParams(str(root.resolve()), sample_rate, float(min_seconds), 3, 1)
+    suffixes = AUDIO_EXTENSIONS + NEEDS_CONVERSION
+    files = sorted(p for p in Path(params.root).glob("*/*/*") if p.suffix.lower() in suffixes)
+    checked = [check_audio_file(p, p.relative_to(params.root).as_posix(), params) for p in files]
     utterances, skipped = [], []
-    for path in sorted(p for p in root.glob("*/*/*") if p.suffix.lower() in AUDIO_EXTENSIONS):
-        key = path.relative_to(root).as_posix()
-        try:
-            num_samples, sr, _ = audio_info(path)
-            problem = "empty" if num_samples == 0 else None
-            if problem is None and sr != sample_rate:
-                problem = f"sample rate {sr} Hz, expected {sample_rate} Hz"
-        except AudioError as err:
-            problem = f"unreadable: {err}"
-        if problem is not None and not skip_bad_audio:
-            raise AudioError(
-                f"audio file {path} is {problem}; replace or delete it, or set data.skip_bad_audio=true "
-                "to leave such files out (they are listed in manifests/summary.json)"
-            )
-        if problem is not None:
-            skipped.append(SkippedFile(str(path), problem))
-        elif num_samples < min_seconds * sr:
-            skipped.append(SkippedFile(str(path), f"shorter than {min_seconds} s"))
+    for f in checked:
+        if f.status == "ok":
+            utterances.append(to_utterance(f))
+        elif skip_bad_audio or f.category == "too short":
+            skipped.append(f)
         else:
-            utterances.append(Utterance(key, key.split("/", 1)[0], str(path.resolve()), num_samples, sr))
+            raise fatal_error(f)
     if not utterances:
         raise ValueError(f"no usable {'/'.join(AUDIO_EXTENSIONS)} files under {root}/<speaker>/<session>/")
     return utterances, skipped
 
 
-def load_trial_lists(trial_paths: Mapping[str, str | os.PathLike], known_keys: set[str]) -> dict[str, list[Trial]]:
-    """Read every trial list, checking that each utterance it names is in ``known_keys``."""
+def to_utterance(f: ScannedFile) -> Utterance:
+    """A kept scanned file as a manifest row; the speaker (or noise type) is the key's first component."""
+    return Utterance(f.key, f.key.split("/", 1)[0], f.path, f.num_samples, f.sample_rate)
+
+
+@dataclass
+class SetStats:
+    """What went into one manifest: per-speaker (or per-type) counts and seconds."""
+
+    speakers: dict[str, list] = field(default_factory=dict)  # speaker -> [utterances, seconds]
+
+    def add(self, u: Utterance) -> Utterance:
+        c = self.speakers.setdefault(u.speaker, [0, 0.0])
+        c[0] += 1
+        c[1] += u.duration
+        return u
+
+    @property
+    def utterances(self) -> int:
+        return sum(c[0] for c in self.speakers.values())
+
+    @property
+    def hours(self) -> float:
+        return sum(c[1] for c in self.speakers.values()) / 3600
+
+    def summary(self) -> dict[str, float]:
+        return {"speakers": len(self.speakers), "utterances": self.utterances, "hours": round(self.hours, 3)}
+
+
+def write_set(
+    out_dir: Path, files: Iterable[ScannedFile], keep: Callable[[Utterance], bool] = lambda u: True,
+    with_speakers: bool = True,
+) -> SetStats:
+    """Stream the kept files accepted by ``keep`` into ``out_dir/utterances.tsv`` (+ ``speakers.tsv``)."""
+    stats = SetStats()
+    utts = (to_utterance(f) for f in files if f.status == "ok")
+    write_utterances(out_dir / "utterances.tsv", (stats.add(u) for u in utts if keep(u)))
+    if not stats.speakers:
+        raise ValueError(f"{out_dir.name}: no utterances left to write; see the skipped files in the log")
+    if with_speakers:
+        write_speaker_counts(out_dir / "speakers.tsv", {s: (n, sec) for s, (n, sec) in sorted(stats.speakers.items())})
+    return stats
+
+
+def ok_keys(files: Iterable[ScannedFile]) -> set[str]:
+    return {f.key for f in files if f.status == "ok"}
+
+
+def speakers_of(files: Iterable[ScannedFile]) -> set[str]:
+    return {f.key.split("/", 1)[0] for f in files if f.status == "ok"}
+
+
+def load_trial_lists(
+    trial_paths: Mapping[str, str | os.PathLike], known_keys: set[str] | None, check_counts: bool = False
+) -> dict[str, list[Trial]]:
+    """Read every trial list, checking that each utterance it names is in ``known_keys`` (unless None).
+
+    With ``check_counts``, lists named like the VoxCeleb1 protocol files must have their published sizes.
+    """
     if not trial_paths:
         raise ValueError("data.trials is empty: give at least one trial list (name: path)")
-    return {name: read_trials(path, known_keys) for name, path in trial_paths.items()}
+    lists = {}
+    for name, path in trial_paths.items():
+        lists[name] = read_trials(path, known_keys)
+        if check_counts:
+            check_trial_counts(name, path, lists[name])
+    return lists
+
+
+def trial_keys(trials: Mapping[str, list[Trial]]) -> set[str]:
+    return {key for ts in trials.values() for t in ts for key in (t.enroll, t.test)}
 
 
 def split_train_test(
     train_utts: list[Utterance], test_utts: list[Utterance], trials: Mapping[str, list[Trial]]
 ) -> tuple[list[Utterance], list[Utterance]]:
     """Test set = utterances named by any trial; train set = train utterances of speakers absent from trials."""
-    needed = {key for ts in trials.values() for t in ts for key in (t.enroll, t.test)}
+    needed = trial_keys(trials)
     test_set = [u for u in test_utts if u.key in needed]
     test_speakers = {u.speaker for u in test_set}
     train_set = [u for u in train_utts if u.speaker not in test_speakers]
@@ -83,3 +143,8 @@ def split_train_test(
     if not train_set:
         raise ValueError("no training utterances left after removing the speakers that appear in the trial lists")
     return train_set, test_set
+
+
+def skipped_and_notes(files: Iterable[ScannedFile]) -> Iterator[ScannedFile]:
+    """The files worth naming in a summary: skipped ones and kept ones with a note (multi-channel)."""
+    return (f for f in files if f.status == "skip" or f.reason)

@@ -36,6 +36,12 @@ class FbankSettings:
         shift = int(self.sample_rate * self.frame_shift_ms / 1000)
         return 0 if num_samples < win else 1 + (num_samples - win) // shift
 
+    def num_samples(self, num_frames: int) -> int:
+        """Fewest samples that give ``num_frames`` frames (200 frames: 32,240 samples at 16 kHz)."""
+        win = int(self.sample_rate * self.frame_length_ms / 1000)
+        shift = int(self.sample_rate * self.frame_shift_ms / 1000)
+        return win + (num_frames - 1) * shift
+
 
 def write_feature_store(
     utterances: Sequence[Utterance], out_dir: str | os.PathLike, settings: FbankSettings, progress: bool = True

@@ -6,12 +6,14 @@ import logging
 import shutil
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
 from omegaconf import DictConfig, OmegaConf
 
 from sv_toolkit.utils.io import write_json_atomic
+
+if TYPE_CHECKING:
+    import torch
 
 log = logging.getLogger(__name__)
 
@@ -20,6 +22,8 @@ DONE_MARKER = ".done"
 
 def resolve_device(name: str) -> torch.device:
     """'auto' -> cuda when available else cpu; anything else is passed to torch.device."""
+    import torch  # here, not at the top: data stages (prepare, convert) run without torch's ~700 MB
+
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     device = torch.device(name)

@@ -1,4 +1,7 @@
-"""Stage features: Kaldi fbank of every train and test utterance, stored once (see features/store.py)."""
+"""Stage features: Kaldi fbank of every utterance of data.feature_splits (train, test), stored once (features/store.py).
+
+VoxCeleb stores only the test split: its training chunks are computed on the fly from shards (stages/train_data.py).
+"""
 from __future__ import annotations
 
 from pathlib import Path
@@ -21,7 +24,7 @@ def run(cfg: DictConfig) -> None:
         return
     settings = settings_from_config(cfg)
     summary = {}
-    for split in ("train", "test"):
+    for split in cfg.data.feature_splits:
         utts = read_utterances(Path(cfg.data.manifest_dir) / split / "utterances.tsv")
         write_feature_store(utts, out_dir / split, settings, progress=cfg.progress)
         summary[split] = {"utterances": len(utts), "frames": sum(settings.num_frames(u.num_samples) for u in utts)}

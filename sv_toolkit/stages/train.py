@@ -1,4 +1,4 @@
-"""Stage train: embedding extractor + classification head + optimizer on random fbank chunks.
+"""Stage train: embedding extractor + classification head + optimizer on random chunks (sv_toolkit.stages.train_data).
 
 One process, or one per device under ``torchrun`` (DDP; nccl on CUDA, gloo on CPU); rank 0 writes the logs,
 tensorboard, checkpoints, ``model_avg.pt`` and ``summary.json``.
@@ -10,42 +10,25 @@ import math
 import os
 import shutil
 from pathlib import Path
-from typing import Iterable
 
 import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from sv_toolkit.data.dataset import RandomChunkDataset
-from sv_toolkit.data.manifests import read_speakers
-from sv_toolkit.features.store import FeatureStore
 from sv_toolkit.losses import MarginScheduler
 from sv_toolkit.models import set_gradient_checkpointing
 from sv_toolkit.stages.common import mark_done, resolve_device, should_run, to_container
+from sv_toolkit.stages.train_data import build_train_data
 from sv_toolkit.training.checkpoint import average_states, epoch_checkpoints, latest_checkpoint, save_checkpoint
 from sv_toolkit.training.distributed import (DistEnv, broadcast_object, env_from_torchrun, init_distributed,
                                              process_device, shutdown)
 from sv_toolkit.training.logs import TrainLog
 from sv_toolkit.training.loop import EpochStats, Trainer, TrainerOptions
 from sv_toolkit.training.memory_report import MemoryPrediction, predict_training_memory
-from sv_toolkit.training.sampling import EpochBatchSampler, ResumableLoader
 from sv_toolkit.training.step import SpeakerNet, autocast_dtype
 from sv_toolkit.utils.io import write_json_atomic
 
 log = logging.getLogger(__name__)
-
-
-def build_train_loader(
-    cfg: DictConfig, speakers: dict[str, int], env: DistEnv, device: torch.device
-) -> tuple[Iterable, int]:
-    """This process's training micro-batches ((b, T, F) feats, (b,) labels) and optimizer steps per epoch."""
-    t = cfg.trainer
-    store = FeatureStore(Path(cfg.data.feature_dir) / "train")
-    dataset = RandomChunkDataset(store, speakers, t.chunk_frames, t.chunks_per_utterance)
-    sampler = EpochBatchSampler(len(dataset), t.batch_size, t.grad_accum, env.rank, env.world_size, cfg.seed)
-    log.info("training data: %d utterances, %d chunks per epoch", len(store), len(dataset))
-    loader = ResumableLoader(dataset, sampler, t.num_workers, pin_memory=device.type == "cuda")
-    return loader, sampler.steps_per_epoch
 
 
 def lr_scale(cfg: DictConfig, world_size: int) -> float:
@@ -99,28 +82,29 @@ def _train(cfg: DictConfig, env: DistEnv, device: torch.device, out_dir: Path) -
     torch.manual_seed(cfg.seed)
     train_log = TrainLog(out_dir, enabled=env.is_main, progress=cfg.progress)
     try:
-        speakers = read_speakers(Path(cfg.data.manifest_dir) / "train" / "speakers.tsv")
-        loader, steps_per_epoch = build_train_loader(cfg, speakers, env, device)
+        data = build_train_data(cfg, env.rank, env.world_size, cfg.seed)
+        steps_per_epoch, num_classes = data.steps_per_epoch, data.num_classes
         model = instantiate(cfg.model)
         if t.gradient_checkpointing:
             try:
                 set_gradient_checkpointing(model, True)
             except TypeError as err:
                 raise ValueError(f"trainer.gradient_checkpointing=true: {err}") from err
-        head = instantiate(cfg.head, embed_dim=cfg.model.embed_dim, num_classes=len(speakers))
+        head = instantiate(cfg.head, embed_dim=cfg.model.embed_dim, num_classes=num_classes)
         scale = lr_scale(cfg, env.world_size)
         optim_factory = instantiate(cfg.optim, lr=cfg.optim.lr * scale)
         params = sum(p.numel() for p in model.parameters())
         micro_batch = t.batch_size // t.grad_accum
-        log.info("model %s: %.3fM parameters; %d speakers; %d process(es) x batch %d (%d micro-batches of %d), "
-                 "%d steps per epoch; %s; lr %.3g x %.3g (trainer.lr_scaling=%s)", cfg.model.name, params / 1e6,
-                 len(speakers), env.world_size, t.batch_size, t.grad_accum, micro_batch, steps_per_epoch,
-                 t.precision, cfg.optim.lr, scale, t.lr_scaling)
+        log.info("model %s: %.3fM parameters; %d speakers (%d classes), %d utterances; %d process(es) x batch %d "
+                 "(%d micro-batches of %d), %d steps per epoch; %s; lr %.3g x %.3g (trainer.lr_scaling=%s)",
+                 cfg.model.name, params / 1e6, data.num_speakers, num_classes, data.num_utterances, env.world_size,
+                 t.batch_size, t.grad_accum, micro_batch, steps_per_epoch, t.precision, cfg.optim.lr, scale,
+                 t.lr_scaling)
         prediction = None
         if t.measure_memory and env.is_main:  # before the model moves to the device (see predict_training_memory)
             prediction = predict_training_memory(
                 SpeakerNet(model, head, autocast_dtype(t.precision, device)), optim_factory, micro_batch,
-                t.chunk_frames, cfg.features.num_mel_bins, len(speakers), device,
+                t.chunk_frames, cfg.features.num_mel_bins, num_classes, device,
             )
         optimizer = optim_factory(params=list(model.parameters()) + list(head.parameters()))
         lr_scheduler = instantiate(cfg.sched.lr, final_lr=cfg.sched.lr.final_lr * scale)(
@@ -142,7 +126,7 @@ def _train(cfg: DictConfig, env: DistEnv, device: torch.device, out_dir: Path) -
         _start_or_resume(cfg, env, trainer, out_dir / "checkpoints")
         if prediction is not None:
             trainer.log_prediction(prediction)
-        history = trainer.fit(loader)
+        history = trainer.fit(data)
         if env.is_main:
             _finish(cfg, env, trainer, history, out_dir, params, prediction, scale)
     finally:

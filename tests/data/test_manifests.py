@@ -66,9 +66,9 @@ def test_scan_skips_bad_files_with_reasons(tmp_path):
     utts, skipped = scan_audio_dir(root, 16000, min_seconds=0.5)
     assert [u.key for u in utts] == ["spk1/sess1/00001.wav", "spk1/sess1/00002.wav"]
     reasons = {s.path.rsplit("/", 1)[-1]: s.reason for s in skipped}
-    assert "8000 Hz" in reasons["00001.wav"]
-    assert "shorter than 0.5" in reasons["00002.wav"]
-    assert reasons["00003.wav"].startswith("unreadable") and reasons["00004.wav"].startswith("unreadable")
+    assert reasons["00001.wav"] == "wrong sample rate: 8000 Hz, expected 16000 Hz"
+    assert reasons["00002.wav"] == "too short: 0.10 s, shorter than 0.5 s"
+    assert reasons["00003.wav"].startswith("unreadable: ") and reasons["00004.wav"] == "empty: 0 bytes"
     wave, sr = read_audio(utts[1].path)
     assert wave.dim() == 1 and sr == 16000
 
@@ -105,13 +105,13 @@ def test_prepare_on_real_voxceleb_sample(shared_data):
     assert all(1.0 < u.duration < 60.0 for u in utts)
 
 
-@pytest.mark.parametrize("content,problem", [(b"", "unreadable"), (b"garbage bytes", "unreadable")])
+@pytest.mark.parametrize("content,problem", [(b"", "empty"), (b"garbage bytes", "unreadable")])
 def test_scan_stops_on_bad_audio_unless_skipping(tmp_path, content, problem):
     root = tmp_path / "wav"
     _wav(root / "spk1" / "sess1" / "00001.wav")
     bad = root / "spk1" / "sess1" / "00002.wav"
     bad.write_bytes(content)
-    with pytest.raises(AudioError, match=rf"{bad} is {problem}.*data.skip_bad_audio=true"):
+    with pytest.raises(AudioError, match=rf"{bad} cannot be used \({problem}.*data.skip_bad_audio=true"):
         scan_audio_dir(root, 16000, skip_bad_audio=False)
     utts, skipped = scan_audio_dir(root, 16000, skip_bad_audio=True)
     assert len(utts) == 1 and skipped[0].path == str(bad)
@@ -120,5 +120,5 @@ def test_scan_stops_on_bad_audio_unless_skipping(tmp_path, content, problem):
 def test_scan_stops_on_wrong_sample_rate_unless_skipping(tmp_path):
     root = tmp_path / "wav"
     _wav(root / "spk1" / "sess1" / "00001.wav", sr=8000)
-    with pytest.raises(AudioError, match="sample rate 8000 Hz, expected 16000 Hz"):
+    with pytest.raises(AudioError, match="wrong sample rate: 8000 Hz, expected 16000 Hz"):
         scan_audio_dir(root, 16000, skip_bad_audio=False)

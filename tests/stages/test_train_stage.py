@@ -22,7 +22,7 @@ from tiny_training import REPO, run_train, stage_env, stage_overrides, write_tin
 
 torch.set_num_threads(1)  # the in-process stage runs train tiny models (subprocesses get OMP_NUM_THREADS=1)
 
-# 1 process x batch 8 in 2 micro-batches of 4 == 2 processes x batch 4: same micro-batches (EpochBatchSampler),
+# 1 process x batch 8 in 2 micro-batches of 4 == 2 processes x batch 4: same micro-batches (EpochSampler),
 # same BatchNorm statistics (each over the same 4 samples), gradient = mean of the two micro-batch gradients.
 COMMON = ["trainer.deterministic=true", "trainer.checkpoint_every=2"]
 ONE_PROCESS = ["trainer.batch_size=8", "trainer.grad_accum=2", *COMMON]

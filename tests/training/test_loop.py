@@ -7,7 +7,9 @@ import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from sv_toolkit.data.dataset import RandomChunkDataset
+from torch.utils.data import DataLoader
+
+from sv_toolkit.data.dataset import EpochSampler, RandomChunkDataset
 from sv_toolkit.data.manifests import read_speakers
 from sv_toolkit.features.store import FeatureStore
 from sv_toolkit.losses import AAMSoftmax, MarginScheduler
@@ -16,7 +18,7 @@ from sv_toolkit.optim import warmup_exponential
 from sv_toolkit.training.checkpoint import latest_checkpoint, load_checkpoint
 from sv_toolkit.training.loop import NonFiniteLossError, Trainer, TrainerOptions
 from sv_toolkit.training.memory_report import predict_training_memory
-from sv_toolkit.training.sampling import EpochBatchSampler, ResumableLoader
+from sv_toolkit.stages.train_data import TrainData
 from sv_toolkit.training.step import SpeakerNet
 
 CPU = torch.device("cpu")
@@ -28,9 +30,12 @@ COMPONENTS = ["weights", "grads", "optimizer_states", "activations_saved", "peak
 def _setup(corpus: Path, out_dir: Path, grad_accum: int = 1, checkpoint_every: int = 0, epochs: int = 2):
     torch.manual_seed(0)
     speakers = read_speakers(corpus / "manifests" / "train" / "speakers.tsv")
-    dataset = RandomChunkDataset(FeatureStore(corpus / "fbank" / "train"), speakers, 40)
-    sampler = EpochBatchSampler(len(dataset), 8, grad_accum, seed=11)
-    loader = ResumableLoader(dataset, sampler)
+    store = FeatureStore(corpus / "fbank" / "train")
+    dataset = RandomChunkDataset(store, speakers, 40, seed=11)
+    sampler = EpochSampler(len(store), 8, seed=11)
+    batches = DataLoader(dataset, sampler=sampler, batch_size=8 // grad_accum, drop_last=True)
+    loader = TrainData(batches, len(speakers), len(speakers), len(store), sampler.steps_per_epoch, "features",
+                       sampler, grad_accum, grad_accum)
     model = build_model("resnet10", base_width=4, embed_dim=16)
     head = AAMSoftmax(16, len(speakers))
     optimizer = torch.optim.SGD(list(model.parameters()) + list(head.parameters()), lr=0.1, momentum=0.9,
@@ -50,7 +55,7 @@ class _Interrupt(Exception):
 class _FailingLoader:
     """Passes a loader's hooks through; raises (``crash``) or feeds NaN (``nan``) at micro-batch ``at`` of epoch 0."""
 
-    def __init__(self, loader: ResumableLoader, at: int, mode: str) -> None:
+    def __init__(self, loader: TrainData, at: int, mode: str) -> None:
         self.loader, self.at, self.mode, self.epoch = loader, at, mode, 0
 
     def set_epoch(self, epoch: int) -> None:
