@@ -7,12 +7,12 @@
 # Stages:
 #   1 convert   VoxCeleb2 m4a -> 16 kHz mono wav (ffmpeg; parallel, resumable)
 #   2 prepare   manifests of VoxCeleb2 dev (train), VoxCeleb1 (test), trials, MUSAN, RIRs (parallel, resumable)
-#   3 shards    training set as tar shards (resumable) + stored fbank of the test set
+#   3 shards    training set as tar shards (resumable)
 #   4 untrained baseline, 5 train, 6 embed, 7 score (each system), 8 table: recipes/common/pipeline.sh
 # Training reads the shards with on-the-fly fbank, speed perturbation and MUSAN / RIR augmentation
-# (conf/augment/wespeaker.yaml); there is no training fbank store (it would take about 270 GB). The embed stage
-# takes the training-set mean embedding from a training fbank store, so stages 4 and 6 need it computed another
-# way before this recipe runs past stage 5 (see the README's status section).
+# (conf/augment/wespeaker.yaml); no fbank is stored (VoxCeleb2 dev would take about 270 GB). The embed stage
+# computes fbank from the audio too (embed.features=audio), and takes the training-set mean, the AS-norm cohort
+# and the calibration trials from 20 utterances per training speaker (embed.train_max_per_speaker=20).
 # Training (stage 5) runs under torchrun, one process per GPU (DDP, nccl): GPUS=2 bash recipes/voxceleb/run.sh
 # --stage 5. Multi node: run the same command on every node with NNODES, NODE_RANK, MASTER_ADDR (node 0's
 # address) and MASTER_PORT set; exp/ must be on a filesystem every node sees (rank 0 writes, all resume from it).
@@ -42,11 +42,9 @@ in_range() { [[ $stage -le $1 && $stop_stage -ge $1 ]]; }
 
 if in_range 1; then run scripts/convert.py data="$data" "${overrides[@]}"; fi
 if in_range 2; then run scripts/prepare.py data="$data" "${overrides[@]}"; fi
-if in_range 3; then
-  run scripts/shard.py data="$data" "${overrides[@]}"
-  run scripts/features.py data="$data" "${overrides[@]}"
-fi
+if in_range 3; then run scripts/shard.py data="$data" "${overrides[@]}"; fi
 if [[ $stop_stage -ge 4 ]]; then
+  overrides=(embed.features=audio embed.train_max_per_speaker=20 "${overrides[@]}")  # the user's keys win
   stage=$(( stage > 4 ? stage : 4 ))
   source recipes/common/pipeline.sh
 fi

@@ -122,8 +122,11 @@ class Trainer:
         for key, module in (("model", self.model), ("head", self.head)):
             if key not in state:
                 raise KeyError(f"{path} has no {key!r} weights; give a checkpoint written by the train stage")
+            weights = dict(state[key])
+            if key == "head":
+                weights = _unperturbed_classes(weights, module, path)
             try:
-                module.load_state_dict(state[key])
+                module.load_state_dict(weights)
             except RuntimeError as err:
                 raise ValueError(f"{key} weights of {path} do not fit the configured {key}: {err}") from err
         log.info("initialised model and head from %s", path)
@@ -320,3 +323,17 @@ class Trainer:
 
     def close(self) -> None:
         self.log.close()
+
+
+def _unperturbed_classes(weights: dict[str, torch.Tensor], head: nn.Module, path: Path) -> dict[str, torch.Tensor]:
+    """A head trained with speed-perturbed copies as new classes (speaker + k x speakers, k = 0 the unperturbed
+    factor 1.0, sv_toolkit.data.chunking) fine-tuned without them: keep the rows of the original speakers."""
+    have, want = weights.get("weight"), getattr(head, "weight", None)
+    if have is None or want is None or have.shape[1:] != want.shape[1:] or have.shape[0] <= want.shape[0]:
+        return weights
+    if have.shape[0] % want.shape[0]:
+        raise ValueError(f"head weights of {path} have {have.shape[0]} classes, not a multiple of the configured "
+                         f"{want.shape[0]}; the head cannot be matched to this training set")
+    log.info("head of %s: %d classes (speed-perturbed copies), keeping the first %d (the unperturbed speakers)",
+             path, have.shape[0], want.shape[0])
+    return {**weights, "weight": have[: want.shape[0]]}

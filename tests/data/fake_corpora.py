@@ -36,12 +36,12 @@ def make_voxceleb_tree(
     return keys
 
 
-def make_m4a(path: Path, seconds: float = 1.2, sr: int = 16000) -> Path:
+def make_m4a(path: Path, seconds: float = 1.2, sr: int = 16000, frequency: float = 300.0) -> Path:
     """An AAC file made by ffmpeg (needs ffmpeg)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     subprocess.run(
         [FFMPEG, "-nostdin", "-loglevel", "error", "-y", "-f", "lavfi", "-i",
-         f"sine=frequency=300:duration={seconds}:sample_rate={sr}", "-c:a", "aac", str(path)],
+         f"sine=frequency={frequency}:duration={seconds}:sample_rate={sr}", "-c:a", "aac", str(path)],
         check=True,
     )
     return path

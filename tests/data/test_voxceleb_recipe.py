@@ -1,4 +1,5 @@
-"""recipes/voxceleb/run.sh stages 1-3 and 5 on a fake VoxCeleb tree: convert, prepare, shards, a short training."""
+"""recipes/voxceleb/run.sh on a fake VoxCeleb tree: convert, prepare, shards, a short training, then baseline,
+embeddings, scores and table."""
 from __future__ import annotations
 
 import json
@@ -18,7 +19,8 @@ def test_voxceleb_recipe_data_stages_and_training(repo_root, shared_data, tmp_pa
     aac = d / "voxceleb2" / "dev" / "aac"
     for s in range(4):
         for u in range(3):
-            make_m4a(aac / f"id0{s + 1:04d}" / f"vid{s:08d}" / f"{u + 1:05d}.m4a", seconds=2.0 + 0.5 * u)
+            make_m4a(aac / f"id0{s + 1:04d}" / f"vid{s:08d}" / f"{u + 1:05d}.m4a", seconds=2.0 + 0.5 * u,
+                     frequency=200 + 150 * s + 20 * u)  # speakers differ: the cohort must not be degenerate
     make_voxceleb_tree(d / "voxceleb1" / "wav", ["id10001", "id10002"], videos=1, utts=2)
     (d / "voxceleb1" / "sample.txt").write_text(
         "1 id10001/vid000_00x/00001.wav id10001/vid000_00x/00002.wav\n"
@@ -38,6 +40,17 @@ def test_voxceleb_recipe_data_stages_and_training(repo_root, shared_data, tmp_pa
     proc = subprocess.run(["bash", str(repo_root / "recipes" / "voxceleb" / "run.sh"), "--stage", "5",
                            "--stop_stage", "5", *overrides], env=env, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stderr[-4000:]
+    # baseline, embeddings (fbank from the audio), scoring and the table of the trained system
+    proc = subprocess.run(["bash", str(repo_root / "recipes" / "voxceleb" / "run.sh"), "--stage", "4",
+                           "--systems", "voxceleb_resnet34", *overrides], env=env, capture_output=True, text=True,
+                          timeout=900)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    exp = tmp_path / "exp" / "voxceleb"
+    for system in ("baseline_fbank_stats", "resnet34"):
+        metrics = json.loads((exp / system / "score" / ".done").read_text())["summary"]["sample"]
+        scores = (exp / system / "score" / "sample.scores").read_text().splitlines()
+        assert 0.0 <= metrics["eer"] <= 1.0 and len(scores) == 2
+    assert "resnet34" in (exp / "results.md").read_text()
     summary = json.loads((d / "manifests" / "summary.json").read_text())
     assert summary["train"] == {"speakers": 4, "utterances": 12, "hours": summary["train"]["hours"]}
     assert summary["musan"]["files"] == 8 and summary["rirs"]["files"] == 8

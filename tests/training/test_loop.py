@@ -151,3 +151,17 @@ def test_loader_that_runs_short_is_named(tiny_corpus, tmp_path):
     with pytest.raises(RuntimeError, match="ran out in epoch 1 at step 2"):
         trainer.fit(short)
     trainer.close()
+
+
+def test_fine_tuning_without_speed_copies_keeps_the_unperturbed_head_rows(tiny_corpus, tmp_path):
+    trainer, _ = _setup(tiny_corpus, tmp_path / "ft")
+    head = trainer.head.weight
+    tripled = torch.randn(3 * head.shape[0], head.shape[1])  # speaker + k x speakers, k = 0 unperturbed
+    model_state = {k: v.clone() for k, v in trainer.model.state_dict().items()}
+    torch.save({"model": model_state, "head": {"weight": tripled}}, tmp_path / "avg.pt")
+    trainer.load_weights(tmp_path / "avg.pt")
+    assert torch.equal(trainer.head.weight.detach(), tripled[: head.shape[0]])
+    torch.save({"model": model_state, "head": {"weight": tripled[:-1]}}, tmp_path / "bad.pt")
+    with pytest.raises(ValueError, match="not a multiple"):
+        trainer.load_weights(tmp_path / "bad.pt")
+    trainer.close()
