@@ -76,6 +76,7 @@ class DFRevNet(ReversibleEmbeddingNet):
         embed_dim: int = 256,
         base_width: int = 32,
         store_activations: bool = False,
+        stream_dtype: str = "float64",
     ) -> None:
         super().__init__(rev_type, feat_dim)
         blocks = check_num_blocks(num_blocks)
@@ -110,7 +111,7 @@ class DFRevNet(ReversibleEmbeddingNet):
             self.body = ReversibleSequence(run_layers)
             self.pad_to = 2**NUM_DOWNSAMPLINGS
         self.head = EmbeddingHead(widths[-1], downsampled_size(feat_dim, NUM_DOWNSAMPLINGS), embed_dim)
-        self.store_activations = store_activations
+        self._finish(store_activations, stream_dtype)
 
 
 def build_dfrevnet(
@@ -122,10 +123,17 @@ def build_dfrevnet(
     base_width: int = 32,
     num_blocks: Sequence[int] | None = None,
     store_activations: bool = False,
+    stream_dtype: str = "float64",
 ) -> DFRevNet:
     """Build ``dfrevnet{depth}_{rev_type}``; ``num_blocks`` overrides the blocks per stage."""
     return DFRevNet(
-        num_blocks or DF_CONFIGS[depth], rev_type, feat_dim, embed_dim, base_width, store_activations
+        num_blocks or DF_CONFIGS[depth],
+        rev_type,
+        feat_dim,
+        embed_dim,
+        base_width,
+        store_activations,
+        stream_dtype,
     )
 
 
