@@ -9,7 +9,9 @@ step at ``--batch`` itself.
 
 Step time: every reversible model is timed with its vanilla twin (``revnet34_ii`` -> ``resnet34``) in
 interleaved rounds at ``--time-batch`` (each round times one training step of every model of the group in
-turn: forward, backward, optimizer step), and the ratio of medians is reported, for wall and CPU time.
+turn: forward, backward, SGD step); the ratio to the twin is taken within each round and its median over
+rounds reported, for wall and for CPU (process) time. CPU time is the steadier of the two on a shared
+machine: it does not count the time the process waits for a core.
 
 Example (the figures in docs/benchmarks.md):
 
@@ -273,8 +275,9 @@ def main() -> None:
                 row.update(step_s_wall=m["wall"], step_s_cpu=m["cpu"], time_batch=args.time_batch,
                            time_rounds=args.time_rounds, step_s_wall_all=times[row["model"]]["wall"])
                 if twin in medians and row["model"] != twin:
-                    row["step_ratio_wall"] = round(m["wall"] / medians[twin]["wall"], 2)
-                    row["step_ratio_cpu"] = round(m["cpu"] / medians[twin]["cpu"], 2)
+                    for kind in ("wall", "cpu"):  # ratio within each round, then the median over rounds
+                        ratios = [a / b for a, b in zip(times[row["model"]][kind], times[twin][kind])]
+                        row[f"step_ratio_{kind}"] = round(statistics.median(ratios), 2)
         for row in rows[-len(names):]:
             print(json.dumps(row), flush=True)
         del trainees

@@ -77,6 +77,7 @@ class DFRevNet(ReversibleEmbeddingNet):
         base_width: int = 32,
         store_activations: bool = False,
         stream_dtype: str = "float64",
+        keep_tail_activations: bool = True,
     ) -> None:
         super().__init__(rev_type, feat_dim)
         blocks = check_num_blocks(num_blocks)
@@ -91,7 +92,7 @@ class DFRevNet(ReversibleEmbeddingNet):
                 dim = widths[i + 1]
                 layers.append(downsampling_layer(widths[i], dim))
                 run = coupling_stage(inverted_coupling_branch, dim, n, n * _vanilla_block_params(dim))
-                layers.append(ReversibleSequence(run))
+                layers.append(ReversibleSequence(run, input_pixels=4.0 ** -(i + 1)))
             self.body: nn.Module = nn.Sequential(*layers)
             self.projection: nn.Module = nn.Identity()
         else:
@@ -111,7 +112,7 @@ class DFRevNet(ReversibleEmbeddingNet):
             self.body = ReversibleSequence(run_layers)
             self.pad_to = 2**NUM_DOWNSAMPLINGS
         self.head = EmbeddingHead(widths[-1], downsampled_size(feat_dim, NUM_DOWNSAMPLINGS), embed_dim)
-        self._finish(store_activations, stream_dtype)
+        self._finish(store_activations, stream_dtype, keep_tail_activations)
 
 
 def build_dfrevnet(
@@ -124,6 +125,7 @@ def build_dfrevnet(
     num_blocks: Sequence[int] | None = None,
     store_activations: bool = False,
     stream_dtype: str = "float64",
+    keep_tail_activations: bool = True,
 ) -> DFRevNet:
     """Build ``dfrevnet{depth}_{rev_type}``; ``num_blocks`` overrides the blocks per stage."""
     return DFRevNet(
@@ -134,6 +136,7 @@ def build_dfrevnet(
         base_width,
         store_activations,
         stream_dtype,
+        keep_tail_activations,
     )
 
 

@@ -39,6 +39,9 @@ Faithfulness to plain autograd (all tested in ``tests/models/test_reversible.py`
 
 ``store_activations=True`` (constructor argument and a plain attribute) runs the very same layers
 with ordinary autograd: the reference for gradient tests, and a switch to trade memory for speed.
+``stored_tail=k`` runs only the last k layers so (after the Function): worth it for cheap
+low-resolution layers whose kept activations are smaller than one full-resolution recompute, which
+the backward needs anyway; their recompute is saved (the models choose k, see ``revnet.py``).
 """
 
 from __future__ import annotations
@@ -136,6 +139,13 @@ def has_randomness(module: nn.Module) -> bool:
 class InvertibleLayer(nn.Module):
     """A layer on two streams that can be inverted and can back-propagate from its output alone."""
 
+    pixel_factor = 1.0  # output pixels per input pixel (freq x time)
+
+    def activation_channels(self) -> int:
+        """What plain autograd would keep for this layer, in channels at its input resolution (an
+        estimate for budgeting: the BatchNorm widths inside; 0 for reshapes)."""
+        return sum(m.num_features for m in self.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm))
+
     def forward(self, x1: Tensor, x2: Tensor) -> tuple[Tensor, Tensor]:  # pragma: no cover - abstract
         raise NotImplementedError
 
@@ -168,6 +178,13 @@ class CouplingBlock(InvertibleLayer):
         self.preserve_rng_state = (
             has_randomness(self) if preserve_rng_state is None else preserve_rng_state
         )
+
+    def activation_channels(self) -> int:
+        """BatchNorm widths inside F and G plus the two stream halves their first convs keep."""
+        inputs = [
+            next((m.in_channels for m in fn.modules() if isinstance(m, nn.Conv2d)), 0) for fn in (self.f, self.g)
+        ]
+        return super().activation_channels() + sum(inputs)
 
     @staticmethod
     def _branch(fn: nn.Module, x: Tensor) -> Tensor:
@@ -232,6 +249,7 @@ class SpaceToDepth(InvertibleLayer):
     """Invertible downsampling: each stream (B, C, F, T) -> (B, 4C, F/2, T/2) by pixel_unshuffle(2)."""
 
     factor = 2
+    pixel_factor = 0.25
 
     def forward(self, x1: Tensor, x2: Tensor) -> tuple[Tensor, Tensor]:
         freq, time = x1.shape[-2:]
@@ -308,7 +326,7 @@ class ReversibleSequence(nn.Module):
 
     In training mode with grad enabled only the run's output is kept for backward, unless
     ``store_activations`` is True, in which case ordinary autograd runs the same layers with the same
-    stream dtype. ``stream_dtype`` (None: the input's) is used in training and is never narrower than
+    stream dtype, and except the last ``stored_tail`` layers, which always run with ordinary autograd. ``stream_dtype`` (None: the input's) is used in training and is never narrower than
     the input; in eval mode or without grad (evaluation, TorchScript / ONNX export) the streams keep the
     input dtype and the forward is plain tensor ops.
     """
@@ -318,6 +336,8 @@ class ReversibleSequence(nn.Module):
         layers: Sequence[InvertibleLayer],
         store_activations: bool = False,
         stream_dtype: torch.dtype | None = None,
+        stored_tail: int = 0,
+        input_pixels: float = 1.0,
     ) -> None:
         super().__init__()
         if not layers:
@@ -330,14 +350,40 @@ class ReversibleSequence(nn.Module):
         self.layers = nn.ModuleList(layers)
         self.store_activations = store_activations
         self.stream_dtype = stream_dtype
+        self.stored_tail = stored_tail
+        self.input_pixels = input_pixels  # input resolution relative to the network's largest map
+
+    @property
+    def stored_tail(self) -> int:
+        """How many trailing layers run with ordinary autograd after the reversible Function."""
+        return self._stored_tail
+
+    @stored_tail.setter
+    def stored_tail(self, value: int) -> None:
+        if not 0 <= value < len(self.layers):
+            raise ValueError(
+                f"stored_tail must be in [0, {len(self.layers) - 1}] for a run of {len(self.layers)} "
+                f"layers (at least one layer stays reversible), got {value}"
+            )
+        self._stored_tail = value
+
+    def activation_footprints(self) -> list[float]:
+        """Per layer, its :meth:`InvertibleLayer.activation_channels` times its input pixels (relative to
+        the network's largest map): what keeping its activations would cost, in relative units."""
+        pixels, out = self.input_pixels, []
+        for layer in self.layers:
+            out.append(pixels * layer.activation_channels())
+            pixels *= layer.pixel_factor
+        return out
 
     def _check_channels(self, x: Tensor) -> None:
         if x.dim() != 4 or x.shape[1] % 2:
             raise ValueError(f"ReversibleSequence expects (B, C, F, T) with even C, got {tuple(x.shape)}")
 
-    def _plain(self, x: Tensor) -> Tensor:
+    @staticmethod
+    def _plain(layers: Sequence[InvertibleLayer], x: Tensor) -> Tensor:
         x1, x2 = x.chunk(2, dim=1)
-        for layer in self.layers:
+        for layer in layers:
             x1, x2 = layer(x1, x2)
         return torch.cat((x1, x2), dim=1)
 
@@ -347,11 +393,14 @@ class ReversibleSequence(nn.Module):
         params = list(self.parameters())
         needs_graph = torch.is_grad_enabled() and (x.requires_grad or any(p.requires_grad for p in params))
         if not (needs_graph and self.training):
-            return self._plain(x)  # evaluation / export: plain tensor ops, input dtype
+            return self._plain(self.layers, x)  # evaluation / export: plain tensor ops, input dtype
         stream = x.dtype if self.stream_dtype is None else torch.promote_types(x.dtype, self.stream_dtype)
         if self.store_activations:
-            return self._plain(x.to(stream)).to(x.dtype)
-        return _ReversibleRunFunction.apply(x, tuple(self.layers), stream, *params)
+            return self._plain(self.layers, x.to(stream)).to(x.dtype)
+        split = len(self.layers) - self.stored_tail
+        head, tail = tuple(self.layers[:split]), tuple(self.layers[split:])
+        y = _ReversibleRunFunction.apply(x, head, stream, *[p for layer in head for p in layer.parameters()])
+        return self._plain(tail, y) if tail else y
 
     def inverse(self, y: Tensor) -> Tensor:
         """Rebuild the run's input from its output (exact up to floating-point rounding)."""

@@ -33,10 +33,14 @@ Type II (``_ii``)
         bottleneck) while the last stage ends at 32w, which is exactly the Bottleneck nets' final width,
         so their pooling + Linear head is the vanilla one unchanged. (c0 = w would give 64w = 2048
         channels at the end, and a 10.5M-parameter Linear after pooling.)
-      * F and G are always bottleneck branches (1x1 c/2 -> m, 3x3 m -> m, 1x1 m -> c/2) — with streams
-        up to 1024 channels, 3x3 convolutions at stream width would cost far too much. The inner width
-        m of each stage is solved so that the stage's coupling blocks have the parameters of the vanilla
-        stage they replace (including its downsampling shortcut).
+      * F and G are FLOP- and parameter-matched to the vanilla stage they replace (including its
+        downsampling shortcut): the inner width m of each stage is solved for the parameter budget,
+        and as every conv of a stage runs at that stage's resolution, the MACs match too (revnet34_ii
+        4.51 vs 4.53 GMACs for 200 frames, per stage within 1% except stage 4, -8%, where the head
+        projection takes its share). Bottleneck nets use bottleneck branches (1x1 c/2 -> m, 3x3 m -> m,
+        1x1 m -> c/2). Basic nets use the Basic recipe (3x3 c/2 -> m, 3x3 m -> c/2) wherever m comes
+        out at most c (stages 2-4), and the bottleneck recipe on the narrow full-resolution stream of
+        stage 1, where two 3x3 convs would need m = 2w: see :func:`type_ii_branch`.
       * Basic nets end at 32w = 4x their vanilla width 8w: a cheap 1x1 conv + BN + ReLU projection
         32w -> 8w (262k params at w=32, charged to stage 4's budget) restores the vanilla head. The
         projection reads the run's output, which is kept anyway, so it adds no stored activation of
@@ -46,6 +50,9 @@ Type II (``_ii``)
         whose stride-2 convolutions also zero-pad).
 
     Measured at w=32: see ``tests/models/test_revnet.py`` (all within 1% of the vanilla counts).
+
+Both types: the stem is checkpointed in training (see :class:`ReversibleEmbeddingNet`), and the streams
+are fp64 by default (``stream_dtype``; see ``reversible.py``) so that gradients equal plain autograd's.
 """
 
 from __future__ import annotations
@@ -164,9 +171,9 @@ def stream_dtype_from_name(name: str) -> torch.dtype:
 class ReversibleEmbeddingNet(nn.Module):
     """Shared skeleton of RevNet and DF-RevNet: fbank image -> pad -> stem -> body -> projection -> head.
 
-    Subclasses build ``stem``, ``body``, ``projection`` and ``head`` and set ``pad_to`` (the image is
-    zero-padded at the end of freq and time to a multiple of it; 1 = no padding), then call
-    ``_finish(store_activations, stream_dtype)`` once the reversible runs exist.
+    Subclasses build ``stem``, ``body``, ``projection`` and ``head`` (each ReversibleSequence with its
+    ``input_pixels``) and set ``pad_to`` (the image is zero-padded at the end of freq and time to a
+    multiple of it; 1 = no padding), then call ``_finish(...)`` once the reversible runs exist.
 
     In training the stem is checkpointed (only its 1-channel input is kept; conv + BN + ReLU are
     recomputed in backward with BatchNorm statistics frozen): otherwise its full-resolution output and
@@ -181,9 +188,31 @@ class ReversibleEmbeddingNet(nn.Module):
         self.feat_dim = feat_dim
         self.pad_to = 1
 
-    def _finish(self, store_activations: bool, stream_dtype: str) -> None:
+    def _finish(self, store_activations: bool, stream_dtype: str, keep_tail_activations: bool) -> None:
         self.store_activations = store_activations
         self.stream_dtype = stream_dtype_from_name(stream_dtype)
+        self.keep_tail_activations = keep_tail_activations
+
+    @property
+    def keep_tail_activations(self) -> bool:
+        """True: the last run's trailing low-resolution layers keep their activations (ordinary
+        autograd), as many as fit in the activations of the largest single reversible layer. The
+        backward holds one such layer's recompute anyway, so the peak stays put and stays flat in
+        depth, and those layers are not recomputed (revnet34_ii: 6 of 16 blocks)."""
+        return self._keep_tail
+
+    @keep_tail_activations.setter
+    def keep_tail_activations(self, value: bool) -> None:
+        self._keep_tail = bool(value)
+        runs = [m for m in self.modules() if isinstance(m, ReversibleSequence)]
+        budget = max(max(run.activation_footprints()) for run in runs)
+        tail, used = 0, 0.0
+        for cost in reversed(runs[-1].activation_footprints()[1:]):  # the first layer stays reversible
+            if used + cost > budget:
+                break
+            used += cost
+            tail += 1
+        runs[-1].stored_tail = tail if self._keep_tail else 0
 
     @property
     def store_activations(self) -> bool:
@@ -231,6 +260,7 @@ class RevNet(ReversibleEmbeddingNet):
         base_width: int = 32,
         store_activations: bool = False,
         stream_dtype: str = "float64",
+        keep_tail_activations: bool = True,
     ) -> None:
         super().__init__(rev_type, feat_dim)
         if block not in BLOCK_EXPANSION:
@@ -258,7 +288,7 @@ class RevNet(ReversibleEmbeddingNet):
             self.body = self._type_ii_body(block, blocks, base_width, stream, count_params(self.projection))
             self.pad_to = 8
         self.head = EmbeddingHead(final_width, downsampled_size(feat_dim, 3), embed_dim)
-        self._finish(store_activations, stream_dtype)
+        self._finish(store_activations, stream_dtype, keep_tail_activations)
 
     @staticmethod
     def _type_i_body(block: str, blocks: tuple[int, ...], width: int) -> nn.Sequential:
@@ -277,7 +307,7 @@ class RevNet(ReversibleEmbeddingNet):
                     run += coupling_stage(COUPLING_BRANCHES[block], out_ch, 1, target)
                 in_ch = out_ch
             if run:
-                layers.append(ReversibleSequence(run))
+                layers.append(ReversibleSequence(run, input_pixels=4.0**-i))
         return nn.Sequential(*layers)
 
     @staticmethod
@@ -328,6 +358,7 @@ def build_revnet(
     num_blocks: Sequence[int] | None = None,
     store_activations: bool = False,
     stream_dtype: str = "float64",
+    keep_tail_activations: bool = True,
 ) -> RevNet:
     """Build ``revnet{depth}_{rev_type}``; ``num_blocks`` overrides the blocks per stage."""
     block, default_blocks = RESNET_CONFIGS[depth]
@@ -340,6 +371,7 @@ def build_revnet(
         base_width,
         store_activations,
         stream_dtype,
+        keep_tail_activations,
     )
 
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import weakref
 from dataclasses import asdict, dataclass
-from typing import Callable
+from typing import Callable, Iterable
 
 import torch
 from torch import nn
@@ -52,13 +52,18 @@ def optimizer_state_bytes(optimizer: torch.optim.Optimizer) -> int:
 
 
 class LiveStorageTracker(TorchDispatchMode):
-    """Tracks the bytes of tensor storages created inside the mode that are still alive, and their peak."""
+    """Tracks the bytes of tensor storages created inside the mode that are still alive, and their peak.
 
-    def __init__(self, baseline: int = 0) -> None:
+    ``existing``: tensors already counted in ``baseline`` (weights, buffers, optimizer states); an op
+    that returns a view of one of them (``t()``, ``detach()`` of a weight) does not count it again.
+    """
+
+    def __init__(self, baseline: int = 0, existing: Iterable[torch.Tensor] = ()) -> None:
         super().__init__()
         self.live = baseline
         self.peak = baseline
         self._tracked: set[int] = set()
+        self._existing = {t.untyped_storage().data_ptr() for t in existing if t.device.type != "meta"}
 
     def _release(self, key: int, nbytes: int) -> None:
         self._tracked.discard(key)
@@ -70,7 +75,7 @@ class LiveStorageTracker(TorchDispatchMode):
             if isinstance(t, torch.Tensor) and t.device.type != "meta":
                 st = t.untyped_storage()
                 key = id(st)
-                if key in self._tracked or st.nbytes() == 0:
+                if key in self._tracked or st.nbytes() == 0 or st.data_ptr() in self._existing:
                     continue
                 self._tracked.add(key)
                 self.live += st.nbytes()
@@ -105,7 +110,11 @@ def measure_training_step(
         torch.cuda.reset_peak_memory_stats()
         tracker = None
     else:
-        tracker = LiveStorageTracker(baseline=weights + (optimizer_state_bytes(optimizer) if optimizer else 0))
+        states = [v for st in optimizer.state.values() for v in st.values() if torch.is_tensor(v)] if optimizer else []
+        tracker = LiveStorageTracker(
+            baseline=weights + (optimizer_state_bytes(optimizer) if optimizer else 0),
+            existing=params + list(model.buffers()) + states,
+        )
         tracker.__enter__()
     try:
         with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):

@@ -10,6 +10,7 @@ import torch.nn as nn
 
 from sv_toolkit.models import available_models, build_model
 from sv_toolkit.models.reversible import ReversibleSequence
+from sv_toolkit.training.memory import measure_training_step
 
 REVERSIBLE = [n for n in available_models() if n.startswith(("revnet", "dfrevnet"))]
 THIN = dict(base_width=4, embed_dim=8, num_blocks=(2, 2, 2, 2))
@@ -152,10 +153,13 @@ def test_type_ii_body_inverse_reconstructs_stem_output(name: str) -> None:
     assert float((x_rec - x).abs().max()) <= bound
 
 
+PURE = dict(keep_tail_activations=False)  # every reversible layer recomputed: only the run output kept
+
+
 def test_type_ii_saved_bytes_flat_in_depth_and_far_below_vanilla() -> None:
     feats = torch.randn(2, 64, 80)
-    shallow = saved_activation_bytes(build_model("revnet34_ii", base_width=8, num_blocks=(1, 1, 1, 1)), feats)
-    deep = saved_activation_bytes(build_model("revnet34_ii", base_width=8, num_blocks=(2, 2, 6, 2)), feats)
+    shallow = saved_activation_bytes(build_model("revnet34_ii", base_width=8, num_blocks=(1, 1, 1, 1), **PURE), feats)
+    deep = saved_activation_bytes(build_model("revnet34_ii", base_width=8, num_blocks=(2, 2, 6, 2), **PURE), feats)
     vanilla = saved_activation_bytes(build_model("resnet34", base_width=8, num_blocks=(2, 2, 6, 2)), feats)
     assert shallow == deep
     # Measured 0.39 MB vs 7.2 MB (18x): the checkpointed stem keeps its 1-channel input only.
@@ -164,8 +168,8 @@ def test_type_ii_saved_bytes_flat_in_depth_and_far_below_vanilla() -> None:
 
 @pytest.mark.parametrize("name", ["revnet50_ii", "revnet101_ii", "revnet293_ii"])
 def test_type_ii_saved_bytes_equal_at_full_depth(name: str) -> None:
-    """The contract depths (3-4-6-3 / 3-4-23-3 / 10-20-64-3 Bottleneck blocks), thin: one reversible
-    run keeps the same bytes whatever the depth (measured: identical to the byte)."""
+    """The contract depths (3-4-6-3 / 3-4-23-3 / 10-20-64-3 Bottleneck blocks), thin, default settings
+    (kept tail included): the same bytes whatever the depth (measured: identical to the byte)."""
     feats = torch.randn(2, 32, 80)
     reference = saved_activation_bytes(build_model("revnet50_ii", base_width=4), feats)
     assert saved_activation_bytes(build_model(name, base_width=4), feats) == reference
@@ -173,8 +177,8 @@ def test_type_ii_saved_bytes_equal_at_full_depth(name: str) -> None:
 
 def test_df_type_ii_saved_bytes_flat_in_depth() -> None:
     feats = torch.randn(2, 64, 80)
-    shallow = saved_activation_bytes(build_model("dfrevnet56_ii", base_width=16, num_blocks=(1, 1, 1, 1)), feats)
-    deep = saved_activation_bytes(build_model("dfrevnet56_ii", base_width=16, num_blocks=(3, 3, 9, 3)), feats)
+    shallow = saved_activation_bytes(build_model("dfrevnet56_ii", base_width=16, num_blocks=(1, 1, 1, 1), **PURE), feats)
+    deep = saved_activation_bytes(build_model("dfrevnet56_ii", base_width=16, num_blocks=(3, 3, 9, 3), **PURE), feats)
     vanilla = saved_activation_bytes(build_model("dfresnet56", base_width=16, num_blocks=(3, 3, 9, 3)), feats)
     assert shallow == deep
     assert deep * 8 < vanilla, f"Type II saves {deep} B, vanilla {vanilla} B"
@@ -182,12 +186,31 @@ def test_df_type_ii_saved_bytes_flat_in_depth() -> None:
 
 def test_type_i_saved_bytes_do_not_grow_with_blocks_per_stage() -> None:
     feats = torch.randn(2, 64, 80)
-    short = saved_activation_bytes(build_model("revnet50_i", base_width=8, num_blocks=(2, 2, 2, 2)), feats)
-    long = saved_activation_bytes(build_model("revnet50_i", base_width=8, num_blocks=(3, 4, 6, 3)), feats)
+    short = saved_activation_bytes(build_model("revnet50_i", base_width=8, num_blocks=(2, 2, 2, 2), **PURE), feats)
+    long = saved_activation_bytes(build_model("revnet50_i", base_width=8, num_blocks=(3, 4, 6, 3), **PURE), feats)
     vanilla = saved_activation_bytes(build_model("resnet50", base_width=8, num_blocks=(3, 4, 6, 3)), feats)
     assert short == long
     # Measured 15.7 MB vs 32.0 MB: the shape-changing Bottleneck blocks stay ordinary (Type I).
     assert long * 1.8 < vanilla
+
+
+@pytest.mark.parametrize("name", ["revnet34_ii", "revnet50_i", "dfrevnet56_ii"])
+def test_kept_tail_leaves_the_peak_alone(name: str) -> None:
+    """The kept tail is budgeted to fit in one full-resolution recompute, which backward holds anyway:
+    the peak of live memory over a training step does not grow (measured: equal within 0.5%) while
+    that many layers are not recomputed."""
+    feats = torch.randn(2, 48, 80)
+    peaks, saved = [], []
+    for keep in (False, True):
+        torch.manual_seed(0)
+        model = build_model(name, base_width=8, num_blocks=(2, 2, 4, 2), keep_tail_activations=keep).train()
+        report = measure_training_step(model, lambda e: e.square().sum(), feats, None)
+        peaks.append(report.peak_live)
+        saved.append(report.activations_saved)
+    runs = [m for m in model.modules() if isinstance(m, ReversibleSequence)]
+    assert runs[-1].stored_tail > 0
+    assert saved[1] > saved[0]
+    assert peaks[1] <= 1.03 * peaks[0], peaks
 
 
 def test_store_activations_override_and_attribute() -> None:
