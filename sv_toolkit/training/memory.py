@@ -180,7 +180,9 @@ def measure_activation_slope(
 
     ``loss_for_batch(b)`` returns the loss function for a batch of ``b`` (labels depend on it) and
     ``feats_for_batch(b)`` the input. A warm-up step at the smaller batch runs first, so that lazily
-    created optimizer states and first-step buffers exist in both measured steps and cancel.
+    created optimizer states and first-step buffers exist in both measured steps and cancel. Pass
+    ``optimizer=None`` for activation figures: an optimizer step's transient buffers (weight-sized)
+    do not depend on the batch but can exceed small batches' activations and flatten the slope.
     """
     small, large = batches
     if not 0 < small < large:
