@@ -153,25 +153,20 @@ def markdown(rows: list[dict], args: argparse.Namespace) -> str:
         cells += [step, r.get("step_ratio_wall", "-"), r.get("step_ratio_cpu", "-")]
         lines.append("| " + " | ".join(str(c) for c in cells) + " |")
     by_name = {r["model"]: r for r in rows}
-    comparisons = []
-    for r in rows:
-        twin = by_name.get(vanilla_twin(r["model"]))
-        if twin is None or twin is r:
-            continue
-        act = twin["peak_per_sample"] / r["peak_per_sample"]
-        total = twin["total_bytes_at_batch"][opts[0]] / r["total_bytes_at_batch"][opts[-1]]
-        comparisons.append(
-            f"| {r['model']} vs {twin['model']} | {act:.1f}x | {total:.1f}x ({twin['model']} {opts[0]} / "
-            f"{r['model']} {opts[-1]}) | {r.get('step_ratio_wall', '-')} |"
+    pairs = [(r, by_name[r["twin"]]) for r in rows if r["twin"] != r["model"] and r["twin"] in by_name]
+    if pairs:
+        base = opts[0]
+        head = (
+            ["pair", "per-sample activations"]
+            + [f"total @{args.batch}: twin {base} / this {o}" for o in opts]
+            + ["step time (wall)", "step time (CPU)"]
         )
-    if comparisons:
-        lines += [
-            "",
-            f"| pair | per-sample activation saving | total saving @{args.batch} (paper: up to "
-            f"{PAPER_TOTAL_SAVING}x) | step time ratio (wall) |",
-            "|---|---|---|---|",
-            *comparisons,
-        ]
+        lines += ["", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+        for r, twin in pairs:
+            cells = [f"{r['model']} vs {twin['model']}", f"{twin['peak_per_sample'] / r['peak_per_sample']:.1f}x less"]
+            cells += [f"{twin['total_bytes_at_batch'][base] / r['total_bytes_at_batch'][o]:.1f}x less" for o in opts]
+            cells += [f"{r.get('step_ratio_wall', '-')}x", f"{r.get('step_ratio_cpu', '-')}x"]
+            lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 
@@ -192,6 +187,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--direct", action="store_true", help="also measure one step at --batch (needs memory)")
     parser.add_argument("--out", default="", help="write the Markdown table here")
+    parser.add_argument(
+        "--from-jsonl", default="", help="comma-separated JSON-line files of earlier runs: only write their table"
+    )
     args = parser.parse_args()
     args.models = [m.strip() for m in args.models.split(",") if m.strip()]
     unknown = sorted(set(args.models) - set(available_models()))
@@ -210,8 +208,33 @@ def parse_args() -> argparse.Namespace:
     return args
 
 
+def table_note(rows: list[dict]) -> str:
+    """What the table's figures are, from the settings recorded in its rows."""
+    r = rows[0]
+    loads = sorted({row.get("load_average", "?") for row in rows})
+    return (
+        f"Batch {r['batch']} x {r['frames']} frames (activations: slope of the peak between batches "
+        f"{r['batches'][0]} and {r['batches'][1]}, extrapolated); step time at batch {r.get('time_batch', '-')}, "
+        f"median over {r.get('time_rounds', 0)} interleaved rounds of the ratio to the twin; device {r['device']}, "
+        f"{r['threads']} thread(s); load average (1/5/15 min) after each group: {'; '.join(loads)}. The paper "
+        f"reports up to {PAPER_TOTAL_SAVING}x total saving.\n\n"
+    )
+
+
 def main() -> None:
     args = parse_args()
+    if args.from_jsonl:
+        rows = [json.loads(line) for path in args.from_jsonl.split(",") for line in open(path) if line.strip()]
+        recorded = rows[0]["optimizer_bytes"]
+        missing = [o for o in args.optimizers if o not in recorded]
+        if missing:
+            raise SystemExit(f"--optimizers {missing} not in {args.from_jsonl} (recorded: {sorted(recorded)})")
+        args.batch = rows[0]["batch"]
+        text = table_note(rows) + markdown(rows, args)
+        if args.out:
+            write_text_atomic(args.out, text)
+        print(text, end="")
+        return
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
@@ -278,18 +301,13 @@ def main() -> None:
                     for kind in ("wall", "cpu"):  # ratio within each round, then the median over rounds
                         ratios = [a / b for a, b in zip(times[row["model"]][kind], times[twin][kind])]
                         row[f"step_ratio_{kind}"] = round(statistics.median(ratios), 2)
+        load = " / ".join(f"{x:.1f}" for x in os.getloadavg())
         for row in rows[-len(names):]:
+            row["load_average"] = load
             print(json.dumps(row), flush=True)
         del trainees
     if args.out:
-        load = " / ".join(f"{x:.2f}" for x in os.getloadavg())
-        note = (
-            f"Batch {args.batch} x {args.frames} frames x {args.feat_dim} fbank (activations: slope of the peak "
-            f"between batches {args.slope_batches[0]} and {args.slope_batches[1]}); step time at batch "
-            f"{args.time_batch}, median of {args.time_rounds} interleaved rounds; device {device}, "
-            f"{torch.get_num_threads()} thread(s), load average {load}.\n\n"
-        )
-        write_text_atomic(args.out, note + markdown(rows, args))
+        write_text_atomic(args.out, table_note(rows) + markdown(rows, args))
 
 
 if __name__ == "__main__":

@@ -164,6 +164,19 @@ class InvertibleLayer(nn.Module):
         raise NotImplementedError  # pragma: no cover - abstract
 
 
+def _branch_activation_channels(fn: nn.Module) -> int:
+    channels, last_norm = 0, 0
+    for m in fn.modules():
+        if isinstance(m, nn.Conv2d) and channels == 0:
+            channels = m.in_channels
+        elif isinstance(m, nn.modules.batchnorm._BatchNorm):
+            channels += m.num_features
+            last_norm = m.num_features
+        elif isinstance(m, nn.ReLU):
+            channels += last_norm
+    return channels
+
+
 class CouplingBlock(InvertibleLayer):
     """Additive coupling: y1 = x1 + F(x2); y2 = x2 + G(y1). F maps x2's shape to x1's, G vice versa.
 
@@ -180,11 +193,10 @@ class CouplingBlock(InvertibleLayer):
         )
 
     def activation_channels(self) -> int:
-        """BatchNorm widths inside F and G plus the two stream halves their first convs keep."""
-        inputs = [
-            next((m.in_channels for m in fn.modules() if isinstance(m, nn.Conv2d)), 0) for fn in (self.f, self.g)
-        ]
-        return super().activation_channels() + sum(inputs)
+        """Per branch (F and G), the stream half its first conv keeps, every BatchNorm's input and the
+        output of a ReLU that follows one; the larger branch counts, as the backward rebuilds and
+        releases F and G one after the other."""
+        return max(_branch_activation_channels(fn) for fn in (self.f, self.g))
 
     @staticmethod
     def _branch(fn: nn.Module, x: Tensor) -> Tensor:
@@ -272,11 +284,17 @@ class SpaceToDepth(InvertibleLayer):
 
 
 class _ReversibleRunFunction(torch.autograd.Function):
-    """forward(x, layers, stream_dtype, *params) -> y; keeps only y. backward rebuilds inputs layer by layer."""
+    """forward(x, layers, stream_dtype, stream_out, *params) -> y; keeps only y. backward rebuilds
+    inputs layer by layer. ``stream_out``: return y in the stream dtype (a stored tail follows)."""
 
     @staticmethod
     def forward(
-        ctx: Any, x: Tensor, layers: tuple[InvertibleLayer, ...], stream_dtype: torch.dtype, *params: Tensor
+        ctx: Any,
+        x: Tensor,
+        layers: tuple[InvertibleLayer, ...],
+        stream_dtype: torch.dtype,
+        stream_out: bool,
+        *params: Tensor,
     ) -> Tensor:
         device_type = x.device.type
         ctx.autocast = (
@@ -293,7 +311,8 @@ class _ReversibleRunFunction(torch.autograd.Function):
         ctx.records = records
         y = torch.cat((x1, x2), dim=1)  # (B, C', F', T'), stream dtype
         del x1, x2
-        if y.dtype == x.dtype:
+        ctx.grad_dtype = x.dtype
+        if y.dtype == x.dtype or stream_out:
             ctx.save_for_backward(y)
             return y
         hi = y.to(x.dtype)  # what the rest of the net sees
@@ -309,7 +328,7 @@ class _ReversibleRunFunction(torch.autograd.Function):
         y = saved[0] if len(saved) == 1 else saved[0].to(ctx.stream_dtype) + saved[1]
         y1, y2 = y.detach().chunk(2, dim=1)
         del y, saved
-        g1, g2 = grad_y.chunk(2, dim=1)
+        g1, g2 = grad_y.to(ctx.grad_dtype).chunk(2, dim=1)  # gradient streams: the input dtype
         device_type, dtype, enabled = ctx.autocast
         param_grads: list[list[Tensor | None]] = []
         with torch.autocast(device_type=device_type, dtype=dtype, enabled=enabled):
@@ -317,8 +336,8 @@ class _ReversibleRunFunction(torch.autograd.Function):
                 y1, y2, g1, g2, grads = layer.backward_step(y1, y2, g1, g2, record)
                 param_grads.append(grads)
         flat = [g for grads in reversed(param_grads) for g in grads]
-        grad_x = torch.cat((g1, g2), dim=1).to(grad_y.dtype) if ctx.needs_input_grad[0] else None
-        return (grad_x, None, None, *flat)
+        grad_x = torch.cat((g1, g2), dim=1) if ctx.needs_input_grad[0] else None
+        return (grad_x, None, None, None, *flat)
 
 
 class ReversibleSequence(nn.Module):
@@ -399,8 +418,9 @@ class ReversibleSequence(nn.Module):
             return self._plain(self.layers, x.to(stream)).to(x.dtype)
         split = len(self.layers) - self.stored_tail
         head, tail = tuple(self.layers[:split]), tuple(self.layers[split:])
-        y = _ReversibleRunFunction.apply(x, head, stream, *[p for layer in head for p in layer.parameters()])
-        return self._plain(tail, y) if tail else y
+        params = [p for layer in head for p in layer.parameters()]
+        y = _ReversibleRunFunction.apply(x, head, stream, bool(tail), *params)
+        return self._plain(tail, y).to(x.dtype) if tail else y  # the tail runs on the streams as well
 
     def inverse(self, y: Tensor) -> Tensor:
         """Rebuild the run's input from its output (exact up to floating-point rounding)."""

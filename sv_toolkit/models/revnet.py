@@ -131,16 +131,18 @@ COUPLING_BRANCHES: dict[str, BranchFactory] = {
 
 
 def coupling_stage(
-    make_branch: BranchFactory, channels: int, count: int, target_params: int
+    make_branch: BranchFactory, channels: int, count: int, target_params: int, max_inner: int | None = None
 ) -> list[CouplingBlock]:
     """``count`` coupling blocks on a ``channels``-wide stream, together worth ``target_params``.
 
-    F and G are ``make_branch(channels // 2, inner)`` with the inner width solved for the budget.
+    F and G are ``make_branch(channels // 2, inner)`` with the inner width solved for the budget and
+    capped at ``max_inner``.
     """
     if channels % 2:
         raise ValueError(f"a coupling stream needs an even channel count, got {channels}")
     half = channels // 2
     inner = _coupling_inner_width(make_branch, half, round(target_params / count))
+    inner = inner if max_inner is None else min(inner, max_inner)
     return [CouplingBlock(make_branch(half, inner), make_branch(half, inner)) for _ in range(count)]
 
 
@@ -196,21 +198,21 @@ class ReversibleEmbeddingNet(nn.Module):
     @property
     def keep_tail_activations(self) -> bool:
         """True: the last run's trailing low-resolution layers keep their activations (ordinary
-        autograd), as many as fit in the activations of the largest single reversible layer. The
-        backward holds one such layer's recompute anyway, so the peak stays put and stays flat in
-        depth, and those layers are not recomputed (revnet34_ii: 6 of 16 blocks)."""
+        autograd), as many as fit in the activations of the largest reversible branch (F or G). The
+        backward holds one such branch's recompute anyway, so the peak stays put and flat in depth,
+        and those layers are not recomputed."""
         return self._keep_tail
 
     @keep_tail_activations.setter
     def keep_tail_activations(self, value: bool) -> None:
         self._keep_tail = bool(value)
         runs = [m for m in self.modules() if isinstance(m, ReversibleSequence)]
-        budget = max(max(run.activation_footprints()) for run in runs)
+        budget = max(max(run.activation_footprints()) for run in runs)  # one branch of one block
         tail, used = 0, 0.0
         for cost in reversed(runs[-1].activation_footprints()[1:]):  # the first layer stays reversible
-            if used + cost > budget:
+            if used + 2 * cost > budget:  # a kept block keeps both its branches
                 break
-            used += cost
+            used += 2 * cost
             tail += 1
         runs[-1].stored_tail = tail if self._keep_tail else 0
 
