@@ -184,6 +184,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--time-batch", type=int, default=0, help="batch of the timed steps (0: first slope batch)")
     parser.add_argument("--time-rounds", type=int, default=5, help="interleaved timing rounds (0: no timing)")
     parser.add_argument("--threads", type=int, default=1, help="torch.set_num_threads (0: leave as is)")
+    parser.add_argument("--stream-dtype", default="", help="reversible models' stream_dtype (default: theirs)")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--direct", action="store_true", help="also measure one step at --batch (needs memory)")
     parser.add_argument("--out", default="", help="write the Markdown table here")
@@ -211,7 +212,7 @@ def parse_args() -> argparse.Namespace:
 def table_note(rows: list[dict]) -> str:
     """What the table's figures are, from the settings recorded in its rows."""
     r = rows[0]
-    loads = sorted({row.get("load_average", "?") for row in rows})
+    loads = list(dict.fromkeys(row.get("load_average", "?") for row in rows))  # one per group, in order
     return (
         f"Batch {r['batch']} x {r['frames']} frames (activations: slope of the peak between batches "
         f"{r['batches'][0]} and {r['batches'][1]}, extrapolated); step time at batch {r.get('time_batch', '-')}, "
@@ -252,7 +253,9 @@ def main() -> None:
         trainees: dict[str, Trainee] = {}
         for name in names:
             torch.manual_seed(0)
-            trainee = Trainee(build_model(name, **overrides), args.embed_dim, args.num_classes).to(device).train()
+            extra = {"stream_dtype": args.stream_dtype} if args.stream_dtype and "rev" in name else {}
+            model = build_model(name, **overrides, **extra)
+            trainee = Trainee(model, args.embed_dim, args.num_classes).to(device).train()
             params = [p for p in trainee.parameters() if p.requires_grad]
             # No optimizer step inside the slope measurement: its transient buffers (a copy of every
             # parameter for torch.optim.Adam) do not depend on the batch but can exceed a small batch's
@@ -278,6 +281,7 @@ def main() -> None:
                 "batch": args.batch,
                 "frames": args.frames,
                 "device": str(device),
+                "stream_dtype": str(getattr(model, "stream_dtype", "-")),
                 "threads": torch.get_num_threads(),
             }
             if args.direct:

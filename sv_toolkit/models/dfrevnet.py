@@ -81,7 +81,7 @@ class DFRevNet(ReversibleEmbeddingNet):
         embed_dim: int = 256,
         base_width: int = 32,
         store_activations: bool = False,
-        stream_dtype: str = "float64",
+        stream_dtype: str = "float32",
         keep_tail_activations: bool = True,
     ) -> None:
         super().__init__(rev_type, feat_dim)
@@ -131,7 +131,7 @@ def build_dfrevnet(
     base_width: int = 32,
     num_blocks: Sequence[int] | None = None,
     store_activations: bool = False,
-    stream_dtype: str = "float64",
+    stream_dtype: str = "float32",
     keep_tail_activations: bool = True,
 ) -> DFRevNet:
     """Build ``dfrevnet{depth}_{rev_type}``; ``num_blocks`` overrides the blocks per stage."""
