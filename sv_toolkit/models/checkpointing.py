@@ -9,14 +9,22 @@ Parameters and state_dict keys are unchanged, so checkpoints load with either se
 
 from __future__ import annotations
 
-from functools import partial
 from contextlib import nullcontext
+from functools import partial
 
 import torch
 import torch.nn as nn
 from torch.utils.checkpoint import checkpoint
 
 from sv_toolkit.models.reversible import frozen_running_stats
+
+
+def checkpointed(module: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """``module(x)``; in training with grad enabled, through a non-reentrant checkpoint that keeps only
+    ``x`` and recomputes ``module`` in backward with its BatchNorm running statistics frozen."""
+    if not (torch.is_grad_enabled() and module.training):
+        return module(x)
+    return checkpoint(module, x, use_reentrant=False, context_fn=partial(_recompute_contexts, module))
 
 
 class StageCheckpointing:
@@ -29,9 +37,7 @@ class StageCheckpointing:
         if not (self.gradient_checkpointing and torch.is_grad_enabled() and stages.training):
             return stages(x)
         for stage in stages:
-            x = checkpoint(
-                stage, x, use_reentrant=False, context_fn=partial(_recompute_contexts, stage)
-            )
+            x = checkpointed(stage, x)
         return x
 
 

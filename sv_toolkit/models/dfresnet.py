@@ -7,12 +7,13 @@ TSTP -> Linear(embed_dim). Widths w, w, 2w, 4w, 8w (32, 32, 64, 128, 256 at w=32
 shape, which is what makes the DF-RevNets easy to build (``dfrevnet.py``).
 
 Parameter counts (80-dim fbank, 256-dim embedding): 4.05M / 6.53M / 9.20M / 11.68M for depths
-56 / 110 / 179 / 233, against the published 4.5M and 12.3M for 56 and 233 (-10% / -5%). The layout
-follows REFERENCE.md section 2 and wespeaker's Gemini DF-ResNet (which counts the same 3-3-9-3 net as
-"60" = 56 + 4 downsampling layers). A variant with only three downsamplings (stage 1 at full
-resolution, freq 10 at the head) would count 4.69M / 7.18M / 9.84M / 12.33M: its head Linear doubles
-to 1.31M, which matches 233's 12.3M but overshoots 56's 4.5M, so neither layout reproduces both
-published figures; we keep the documented one.
+56 / 110 / 179 / 233. These are wespeaker's Gemini DF-ResNet60 / 114 / 183 (published 4.05 / 6.53 /
+9.20M; wespeaker counts the four downsampling layers as depth) and 237. The 4.5M / 12.3M quoted for
+the original DF-ResNet56 / 233 come from a variant whose code is not public here; the gap between
+those two figures (7.8M) is close to what the extra blocks add here (7.63M), so the difference lies
+in the parts every depth shares (stem, pooling, head). Gemini downsamples time only once (time strides
+1, 2, 1, 1) where this net halves both axes at every downsampling, as REFERENCE.md describes: same
+parameters, but Gemini's stages 1-4 see 2x, 2x, 4x, 8x more frames (and MACs).
 """
 
 from __future__ import annotations

@@ -16,7 +16,11 @@ Type II (``_ii``)
     vanilla net, where the first downsampling comes before stage 1), so the narrow stem does not
     starve any coupling block. F and G are inverted-bottleneck-style branches whose inner width is
     solved per stage so that the stage's couplings cost what the vanilla stage AND its downsampling
-    convolution cost (minus the projection, charged to stage 4). The (B, 1, F, T) image is zero-padded
+    convolution cost (minus the projection, charged to stage 4), capped at the vanilla hidden width
+    4d: on the narrow stage-1 stream (half = 8) the budget alone would ask for 224 hidden channels
+    at F/2 where the vanilla net has 128, and that recompute would set the training peak (measured
+    23.7 MiB per 200-frame sample uncapped); the cap costs 0.6% of the parameters (4.02M vs 4.05M)
+    and 8% of the MACs. The (B, 1, F, T) image is zero-padded
     to multiples of 16 on both axes (same ceil(T/16) output frames as the vanilla strided convs).
 """
 
@@ -30,6 +34,7 @@ import torch.nn as nn
 
 from sv_toolkit.models.dfresnet import (
     DF_CONFIGS,
+    DF_EXPANSION,
     NUM_DOWNSAMPLINGS,
     InvertedBottleneckBlock,
     df_widths,
@@ -76,6 +81,8 @@ class DFRevNet(ReversibleEmbeddingNet):
         embed_dim: int = 256,
         base_width: int = 32,
         store_activations: bool = False,
+        stream_dtype: str = "float32",
+        keep_tail_activations: bool = True,
     ) -> None:
         super().__init__(rev_type, feat_dim)
         blocks = check_num_blocks(num_blocks)
@@ -90,7 +97,7 @@ class DFRevNet(ReversibleEmbeddingNet):
                 dim = widths[i + 1]
                 layers.append(downsampling_layer(widths[i], dim))
                 run = coupling_stage(inverted_coupling_branch, dim, n, n * _vanilla_block_params(dim))
-                layers.append(ReversibleSequence(run))
+                layers.append(ReversibleSequence(run, input_pixels=4.0 ** -(i + 1)))
             self.body: nn.Module = nn.Sequential(*layers)
             self.projection: nn.Module = nn.Identity()
         else:
@@ -106,11 +113,13 @@ class DFRevNet(ReversibleEmbeddingNet):
                     target = max(target - count_params(self.projection), n)
                 stream *= 4
                 run_layers.append(SpaceToDepth())
-                run_layers += coupling_stage(inverted_coupling_branch, stream, n, target)
+                # Capped at the vanilla hidden width: on the narrow early streams (half = 8 at stage 1)
+                # the parameter budget alone would ask for 224 > 128 hidden channels at F/2.
+                run_layers += coupling_stage(inverted_coupling_branch, stream, n, target, DF_EXPANSION * dim)
             self.body = ReversibleSequence(run_layers)
             self.pad_to = 2**NUM_DOWNSAMPLINGS
         self.head = EmbeddingHead(widths[-1], downsampled_size(feat_dim, NUM_DOWNSAMPLINGS), embed_dim)
-        self.store_activations = store_activations
+        self._finish(store_activations, stream_dtype, keep_tail_activations)
 
 
 def build_dfrevnet(
@@ -122,10 +131,19 @@ def build_dfrevnet(
     base_width: int = 32,
     num_blocks: Sequence[int] | None = None,
     store_activations: bool = False,
+    stream_dtype: str = "float32",
+    keep_tail_activations: bool = True,
 ) -> DFRevNet:
     """Build ``dfrevnet{depth}_{rev_type}``; ``num_blocks`` overrides the blocks per stage."""
     return DFRevNet(
-        num_blocks or DF_CONFIGS[depth], rev_type, feat_dim, embed_dim, base_width, store_activations
+        num_blocks or DF_CONFIGS[depth],
+        rev_type,
+        feat_dim,
+        embed_dim,
+        base_width,
+        store_activations,
+        stream_dtype,
+        keep_tail_activations,
     )
 
 

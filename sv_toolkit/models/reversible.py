@@ -18,17 +18,32 @@ DistributedDataParallel sees ordinary leaf gradients with or without ``find_unus
 
 Faithfulness to plain autograd (all tested in ``tests/models/test_reversible.py``):
 
-* BatchNorm running statistics (and ``num_batches_tracked``) of F and G are snapshotted before each
-  recompute and restored after it, so one training step updates them exactly once.
+* BatchNorm running statistics (and ``num_batches_tracked``) of F and G are not touched by the
+  recompute, so one training step updates them exactly once.
 * RNG: when F or G contains randomness (dropout; auto-detected, or forced with ``preserve_rng_state``)
   the CPU (and CUDA, for CUDA tensors) generator state before each F and G call is saved and replayed
   inside ``torch.random.fork_rng`` during recompute, so the global RNG is not disturbed.
-* Precision: the streams keep the input dtype (fp32 in training); F and G may run under autocast —
-  the autocast state of the forward is re-entered for the recompute, and their outputs are cast back
-  to the stream dtype before the addition, so reconstruction happens in fp32.
+* Precision: the streams are held in ``stream_dtype`` (never less than the input dtype; the model
+  zoo's default is fp32, as the method prescribes) while F and G compute in their parameters' dtype
+  and may run under autocast (the forward's autocast state is re-entered for the recompute). With
+  fp32 streams, rounding of ``x1 + F(x2)`` (eps * |y| per block) is amplified by F and G's Jacobians
+  on the way back (they begin with conv + train-mode BN, so they are scale invariant and their
+  Jacobian grows like 1 / |stream|): measured at init, thin nets, 1e-6 to 8e-3 relative gradient
+  error against plain autograd (0.3% / 5% worst tensor for a full-depth ResNet34 Type II body). With
+  fp64 streams (``stream_dtype=torch.float64``) each block's input is rebuilt to ~1e-16 relative, so
+  its fp32 cast - what F and G see - is the forward's bit for bit and the gradients equal plain
+  autograd's up to summation order (<= 1e-6); it costs 10-20% step time on CPU (stream-sized casts
+  and fp64 adds) and 4 bytes per element of the run's output, kept as that fp32 output plus an fp32
+  residual (hi + lo).
+* BatchNorm recompute: running statistics are paused during the recompute by switching
+  ``track_running_stats`` off (the module then uses batch statistics without updating its buffers),
+  so nothing is cloned or copied back.
 
 ``store_activations=True`` (constructor argument and a plain attribute) runs the very same layers
 with ordinary autograd: the reference for gradient tests, and a switch to trade memory for speed.
+``stored_tail=k`` runs only the last k layers so (after the Function): worth it for cheap
+low-resolution layers whose kept activations are smaller than one full-resolution recompute, which
+the backward needs anyway; their recompute is saved (the models choose k, see ``revnet.py``).
 """
 
 from __future__ import annotations
@@ -66,18 +81,27 @@ def _replayed_rng(state: RngState | None, device: torch.device) -> Iterator[None
         yield
 
 
-def _running_stat_buffers(module: nn.Module) -> list[Tensor]:
-    buffers: list[Tensor] = []
-    for m in module.modules():
-        if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.training and m.track_running_stats:
-            buffers += [b for b in (m.running_mean, m.running_var, m.num_batches_tracked) if b is not None]
-    return buffers
+def _tracking_batchnorms(module: nn.Module) -> list[nn.modules.batchnorm._BatchNorm]:
+    return [
+        m
+        for m in module.modules()
+        if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.training and m.track_running_stats
+    ]
 
 
 @contextmanager
 def frozen_running_stats(module: nn.Module) -> Iterator[None]:
-    """Restore every BatchNorm running statistic of ``module`` after the body (the recompute) ran."""
-    buffers = _running_stat_buffers(module)
+    """Restore every BatchNorm running statistic of ``module`` after the body (a recompute) ran.
+
+    Snapshot-and-restore keeps the recompute's ops identical to the forward's, which
+    ``torch.utils.checkpoint`` checks; the reversible backward uses :func:`paused_running_stats`.
+    """
+    buffers = [
+        b
+        for m in _tracking_batchnorms(module)
+        for b in (m.running_mean, m.running_var, m.num_batches_tracked)
+        if b is not None
+    ]
     with torch.no_grad():
         saved = [b.clone() for b in buffers]
     try:
@@ -88,6 +112,27 @@ def frozen_running_stats(module: nn.Module) -> Iterator[None]:
                 buf.copy_(value)
 
 
+@contextmanager
+def paused_running_stats(module: nn.Module) -> Iterator[None]:
+    """Inside the body, BatchNorms of ``module`` in training mode normalise with batch statistics as
+    usual but do not update running_mean / running_var / num_batches_tracked (nothing is copied)."""
+    norms = _tracking_batchnorms(module)
+    for m in norms:
+        m.track_running_stats = False
+    try:
+        yield
+    finally:
+        for m in norms:
+            m.track_running_stats = True
+
+
+def _param_dtype(module: nn.Module) -> torch.dtype | None:
+    """dtype of the module's first parameter (the dtype its computations run in), None without any."""
+    for p in module.parameters():
+        return p.dtype
+    return None
+
+
 def has_randomness(module: nn.Module) -> bool:
     """True when ``module`` contains a dropout layer with p > 0."""
     return any(isinstance(m, nn.modules.dropout._DropoutNd) and m.p > 0 for m in module.modules())
@@ -95,6 +140,13 @@ def has_randomness(module: nn.Module) -> bool:
 
 class InvertibleLayer(nn.Module):
     """A layer on two streams that can be inverted and can back-propagate from its output alone."""
+
+    pixel_factor = 1.0  # output pixels per input pixel (freq x time)
+
+    def activation_channels(self) -> int:
+        """What plain autograd would keep for this layer, in channels at its input resolution (an
+        estimate for budgeting: the BatchNorm widths inside; 0 for reshapes)."""
+        return sum(m.num_features for m in self.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm))
 
     def forward(self, x1: Tensor, x2: Tensor) -> tuple[Tensor, Tensor]:  # pragma: no cover - abstract
         raise NotImplementedError
@@ -114,8 +166,25 @@ class InvertibleLayer(nn.Module):
         raise NotImplementedError  # pragma: no cover - abstract
 
 
+def _branch_activation_channels(fn: nn.Module) -> int:
+    channels, last_norm = 0, 0
+    for m in fn.modules():
+        if isinstance(m, nn.Conv2d) and channels == 0:
+            channels = m.in_channels
+        elif isinstance(m, nn.modules.batchnorm._BatchNorm):
+            channels += m.num_features
+            last_norm = m.num_features
+        elif isinstance(m, nn.ReLU):
+            channels += last_norm
+    return channels
+
+
 class CouplingBlock(InvertibleLayer):
-    """Additive coupling: y1 = x1 + F(x2); y2 = x2 + G(y1). F maps x2's shape to x1's, G vice versa."""
+    """Additive coupling: y1 = x1 + F(x2); y2 = x2 + G(y1). F maps x2's shape to x1's, G vice versa.
+
+    F and G see their input cast to their parameters' dtype; the sums stay in the streams' dtype
+    (type promotion: an fp64 stream plus an fp32 or bf16 branch output is fp64).
+    """
 
     def __init__(self, f: nn.Module, g: nn.Module, preserve_rng_state: bool | None = None) -> None:
         super().__init__()
@@ -125,35 +194,51 @@ class CouplingBlock(InvertibleLayer):
             has_randomness(self) if preserve_rng_state is None else preserve_rng_state
         )
 
+    def activation_channels(self) -> int:
+        """Per branch (F and G), the stream half its first conv keeps, every BatchNorm's input and the
+        output of a ReLU that follows one; the larger branch counts, as the backward rebuilds and
+        releases F and G one after the other."""
+        return max(_branch_activation_channels(fn) for fn in (self.f, self.g))
+
+    @staticmethod
+    def _branch(fn: nn.Module, x: Tensor) -> Tensor:
+        dtype = _param_dtype(fn)
+        return fn(x if dtype is None or x.dtype == dtype else x.to(dtype))
+
     def forward(self, x1: Tensor, x2: Tensor) -> tuple[Tensor, Tensor]:
         # x1, x2: (B, C/2, F, T)
-        y1 = x1 + self.f(x2).to(x1.dtype)
-        y2 = x2 + self.g(y1).to(x2.dtype)
+        y1 = x1 + self._branch(self.f, x2)
+        y2 = x2 + self._branch(self.g, y1)
         return y1, y2
 
     def inverse(self, y1: Tensor, y2: Tensor) -> tuple[Tensor, Tensor]:
-        x2 = y2 - self.g(y1).to(y2.dtype)
-        x1 = y1 - self.f(x2).to(y1.dtype)
+        x2 = y2 - self._branch(self.g, y1)
+        x1 = y1 - self._branch(self.f, x2)
         return x1, x2
 
     def forward_recorded(self, x1: Tensor, x2: Tensor) -> tuple[Tensor, Tensor, Any]:
         rng_f = _capture_rng(x2.device) if self.preserve_rng_state else None
-        y1 = x1 + self.f(x2).to(x1.dtype)
+        y1 = x1 + self._branch(self.f, x2)
         rng_g = _capture_rng(y1.device) if self.preserve_rng_state else None
-        y2 = x2 + self.g(y1).to(x2.dtype)
+        y2 = x2 + self._branch(self.g, y1)
         return y1, y2, (rng_f, rng_g)
 
+    @staticmethod
     def _recompute_grads(
-        self, fn: nn.Module, inp: Tensor, grad_out: Tensor, rng: RngState | None
+        fn: nn.Module, inp: Tensor, grad_out: Tensor, rng: RngState | None
     ) -> tuple[Tensor, Tensor | None, list[Tensor | None]]:
         """Recompute fn(inp) with grad; return its value and vector-Jacobian products for inp and params."""
         params = [p for p in fn.parameters() if p.requires_grad]
-        with torch.enable_grad(), frozen_running_stats(fn), _replayed_rng(rng, inp.device):
-            leaf = inp.detach().requires_grad_(True)
-            out = fn(leaf).to(inp.dtype)
-            grads = torch.autograd.grad(out, [leaf, *params], grad_out, allow_unused=True)
+        dtype = _param_dtype(fn) or inp.dtype
+        with torch.enable_grad(), paused_running_stats(fn), _replayed_rng(rng, inp.device):
+            leaf = inp.detach().to(dtype).requires_grad_(True)
+            out = fn(leaf)
+            grads = torch.autograd.grad(
+                out, [leaf, *params], grad_out.to(out.dtype), allow_unused=True
+            )
         by_param = dict(zip(map(id, params), grads[1:]))
-        return out.detach(), grads[0], [by_param.get(id(p)) for p in fn.parameters()]
+        in_grad = None if grads[0] is None else grads[0].to(grad_out.dtype)
+        return out.detach(), in_grad, [by_param.get(id(p)) for p in fn.parameters()]
 
     def backward_step(
         self, y1: Tensor, y2: Tensor, gy1: Tensor, gy2: Tensor, record: Any
@@ -178,6 +263,7 @@ class SpaceToDepth(InvertibleLayer):
     """Invertible downsampling: each stream (B, C, F, T) -> (B, 4C, F/2, T/2) by pixel_unshuffle(2)."""
 
     factor = 2
+    pixel_factor = 0.25
 
     def forward(self, x1: Tensor, x2: Tensor) -> tuple[Tensor, Tensor]:
         freq, time = x1.shape[-2:]
@@ -200,10 +286,18 @@ class SpaceToDepth(InvertibleLayer):
 
 
 class _ReversibleRunFunction(torch.autograd.Function):
-    """forward(x, layers, *params) -> y; keeps only y. backward rebuilds inputs layer by layer."""
+    """forward(x, layers, stream_dtype, stream_out, *params) -> y; keeps only y. backward rebuilds
+    inputs layer by layer. ``stream_out``: return y in the stream dtype (a stored tail follows)."""
 
     @staticmethod
-    def forward(ctx: Any, x: Tensor, layers: tuple[InvertibleLayer, ...], *params: Tensor) -> Tensor:
+    def forward(
+        ctx: Any,
+        x: Tensor,
+        layers: tuple[InvertibleLayer, ...],
+        stream_dtype: torch.dtype,
+        stream_out: bool,
+        *params: Tensor,
+    ) -> Tensor:
         device_type = x.device.type
         ctx.autocast = (
             device_type,
@@ -211,22 +305,32 @@ class _ReversibleRunFunction(torch.autograd.Function):
             torch.is_autocast_enabled(device_type),
         )
         ctx.layers = layers
-        x1, x2 = x.chunk(2, dim=1)  # (B, C/2, F, T) each
+        x1, x2 = x.to(stream_dtype).chunk(2, dim=1)  # (B, C/2, F, T) each
         records = []
         for layer in layers:
             x1, x2, record = layer.forward_recorded(x1, x2)
             records.append(record)
-        y = torch.cat((x1, x2), dim=1)  # (B, C', F', T')
         ctx.records = records
-        ctx.save_for_backward(y)
-        return y
+        y = torch.cat((x1, x2), dim=1)  # (B, C', F', T'), stream dtype
+        del x1, x2
+        ctx.grad_dtype = x.dtype
+        if y.dtype == x.dtype or stream_out:
+            ctx.save_for_backward(y)
+            return y
+        hi = y.to(x.dtype)  # what the rest of the net sees
+        lo = (y - hi).to(x.dtype)  # y == hi + lo to ~2**-48 relative (a bf16 lo measured 3e-3 grad error)
+        ctx.save_for_backward(hi, lo)
+        ctx.stream_dtype = y.dtype
+        return hi
 
     @staticmethod
     @once_differentiable
     def backward(ctx: Any, grad_y: Tensor) -> tuple[Tensor | None, ...]:
-        (y,) = ctx.saved_tensors
+        saved = ctx.saved_tensors
+        y = saved[0] if len(saved) == 1 else saved[0].to(ctx.stream_dtype) + saved[1]
         y1, y2 = y.detach().chunk(2, dim=1)
-        g1, g2 = grad_y.chunk(2, dim=1)
+        del y, saved
+        g1, g2 = grad_y.to(ctx.grad_dtype).chunk(2, dim=1)  # gradient streams: the input dtype
         device_type, dtype, enabled = ctx.autocast
         param_grads: list[list[Tensor | None]] = []
         with torch.autocast(device_type=device_type, dtype=dtype, enabled=enabled):
@@ -235,43 +339,90 @@ class _ReversibleRunFunction(torch.autograd.Function):
                 param_grads.append(grads)
         flat = [g for grads in reversed(param_grads) for g in grads]
         grad_x = torch.cat((g1, g2), dim=1) if ctx.needs_input_grad[0] else None
-        return (grad_x, None, *flat)
+        return (grad_x, None, None, None, *flat)
 
 
 class ReversibleSequence(nn.Module):
     """A run of invertible layers on a (B, C, F, T) map split into two channel halves.
 
-    In training (grad enabled) only the run's output is kept for backward, unless
-    ``store_activations`` is True, in which case ordinary autograd runs the same layers.
+    In training mode with grad enabled only the run's output is kept for backward, unless
+    ``store_activations`` is True, in which case ordinary autograd runs the same layers with the same
+    stream dtype, and except the last ``stored_tail`` layers, which always run with ordinary autograd. ``stream_dtype`` (None: the input's) is used in training and is never narrower than
+    the input; in eval mode or without grad (evaluation, TorchScript / ONNX export) the streams keep the
+    input dtype and the forward is plain tensor ops.
     """
 
-    def __init__(self, layers: Sequence[InvertibleLayer], store_activations: bool = False) -> None:
+    def __init__(
+        self,
+        layers: Sequence[InvertibleLayer],
+        store_activations: bool = False,
+        stream_dtype: torch.dtype | None = None,
+        stored_tail: int = 0,
+        input_pixels: float = 1.0,
+    ) -> None:
         super().__init__()
         if not layers:
             raise ValueError("ReversibleSequence needs at least one layer, got an empty sequence")
         for layer in layers:
             if not isinstance(layer, InvertibleLayer):
                 raise TypeError(f"ReversibleSequence layers must be InvertibleLayer, got {type(layer).__name__}")
+        if stream_dtype is not None and not stream_dtype.is_floating_point:
+            raise ValueError(f"stream_dtype must be a floating-point dtype, got {stream_dtype}")
         self.layers = nn.ModuleList(layers)
         self.store_activations = store_activations
+        self.stream_dtype = stream_dtype
+        self.stored_tail = stored_tail
+        self.input_pixels = input_pixels  # input resolution relative to the network's largest map
+
+    @property
+    def stored_tail(self) -> int:
+        """How many trailing layers run with ordinary autograd after the reversible Function."""
+        return self._stored_tail
+
+    @stored_tail.setter
+    def stored_tail(self, value: int) -> None:
+        if not 0 <= value < len(self.layers):
+            raise ValueError(
+                f"stored_tail must be in [0, {len(self.layers) - 1}] for a run of {len(self.layers)} "
+                f"layers (at least one layer stays reversible), got {value}"
+            )
+        self._stored_tail = value
+
+    def activation_footprints(self) -> list[float]:
+        """Per layer, its :meth:`InvertibleLayer.activation_channels` times its input pixels (relative to
+        the network's largest map): what keeping its activations would cost, in relative units."""
+        pixels, out = self.input_pixels, []
+        for layer in self.layers:
+            out.append(pixels * layer.activation_channels())
+            pixels *= layer.pixel_factor
+        return out
 
     def _check_channels(self, x: Tensor) -> None:
         if x.dim() != 4 or x.shape[1] % 2:
             raise ValueError(f"ReversibleSequence expects (B, C, F, T) with even C, got {tuple(x.shape)}")
+
+    @staticmethod
+    def _plain(layers: Sequence[InvertibleLayer], x: Tensor) -> Tensor:
+        x1, x2 = x.chunk(2, dim=1)
+        for layer in layers:
+            x1, x2 = layer(x1, x2)
+        return torch.cat((x1, x2), dim=1)
 
     def forward(self, x: Tensor) -> Tensor:
         # x: (B, C, F, T) -> (B, C', F', T')
         self._check_channels(x)
         params = list(self.parameters())
         needs_graph = torch.is_grad_enabled() and (x.requires_grad or any(p.requires_grad for p in params))
-        if self.store_activations or not needs_graph:
-            x1, x2 = x.chunk(2, dim=1)
-            for layer in self.layers:
-                x1, x2 = layer(x1, x2)
-            return torch.cat((x1, x2), dim=1)
-        layers = tuple(self.layers)
-        run_params = [p for layer in layers for p in layer.parameters()]
-        return _ReversibleRunFunction.apply(x, layers, *run_params)
+        if not (needs_graph and self.training):
+            return self._plain(self.layers, x)  # evaluation / export: plain tensor ops, input dtype
+        stream = x.dtype if self.stream_dtype is None else torch.promote_types(x.dtype, self.stream_dtype)
+        if self.store_activations:
+            return self._plain(self.layers, x.to(stream)).to(x.dtype)
+        split = len(self.layers) - self.stored_tail
+        head, tail = tuple(self.layers[:split]), tuple(self.layers[split:])
+        params = [p for layer in head for p in layer.parameters()]
+        y = _ReversibleRunFunction.apply(x, head, stream, bool(tail), *params)
+        return self._plain(tail, y).to(x.dtype) if tail else y  # the tail runs on the streams as well
 
     def inverse(self, y: Tensor) -> Tensor:
         """Rebuild the run's input from its output (exact up to floating-point rounding)."""

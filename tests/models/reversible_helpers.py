@@ -21,12 +21,14 @@ def branch(channels: int, dropout: float = 0.0, kernel: int = 3) -> nn.Sequentia
     return nn.Sequential(*layers)
 
 
-def make_run(half: int = 2, dropout: float = 0.0, blocks: int = 2) -> ReversibleSequence:
+def make_run(
+    half: int = 2, dropout: float = 0.0, blocks: int = 2, stream_dtype: torch.dtype | None = None
+) -> ReversibleSequence:
     """Couplings on `half`-channel streams, a space-to-depth, then couplings on 4 * half."""
     layers = [CouplingBlock(branch(half, dropout), branch(half, dropout)) for _ in range(blocks)]
     layers.append(SpaceToDepth())
     layers += [CouplingBlock(branch(4 * half, dropout), branch(4 * half, dropout)) for _ in range(blocks)]
-    return ReversibleSequence(layers)
+    return ReversibleSequence(layers, stream_dtype=stream_dtype)
 
 
 def run_step(seq: nn.Module, x: torch.Tensor, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
