@@ -5,8 +5,10 @@ Prints one JSON line per optimizer. Example (resnet34, 6.6M parameters):
     python scripts/benchmark_optim.py --model resnet34 --optimizers adam,adam8bit,adam8bit_compiled,sgd,sgd8bit
 
 Step time is the median over ``--repeats`` rounds; each round times ``--steps`` steps of every optimizer in
-turn (interleaved, so a busy machine slows all of them alike). Gradients are fixed random tensors; only
-``optimizer.step()`` is timed. ``--model shapes:resnet34`` uses a built-in list of resnet34 parameter
+turn (interleaved, so a busy machine slows all of them alike). Wall-clock and process CPU time are both
+reported (CPU time is the steadier figure on a shared machine, where the process is not always running);
+``load_average`` is the larger of the 1/5/15-minute load averages before and after the timed rounds.
+Gradients are fixed random tensors; only ``optimizer.step()`` is timed. ``--model shapes:resnet34`` uses a built-in list of resnet34 parameter
 shapes when sv_toolkit.models is unavailable.
 """
 
@@ -14,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import time
 from typing import Callable
@@ -104,18 +107,22 @@ def main() -> None:
         t0 = time.perf_counter()
         opt.step()  # creates the states (and compiles, for *_compiled)
         first = time.perf_counter() - t0
-        runs[name] = dict(opt=opt, params=params, first_step_s=first, times=[])
+        runs[name] = dict(opt=opt, params=params, first_step_s=first, times=[], cpu_times=[])
+    load_before = os.getloadavg()
     for _ in range(args.repeats):
         for name in names:
             opt = runs[name]["opt"]
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             for _ in range(args.steps):
                 opt.step()
             runs[name]["times"].append((time.perf_counter() - t0) / args.steps)
+            runs[name]["cpu_times"].append((time.process_time() - c0) / args.steps)
+    load = [round(max(a, b), 2) for a, b in zip(load_before, os.getloadavg())]
     n_all = sum(p.numel() for p in base)
     n_large = sum(p.numel() for p in base if p.numel() >= LARGE)
     reference = {"adam": "adam", "adamw": "adamw", "sgd": "sgd"}
     medians = {name: statistics.median(r["times"]) for name, r in runs.items()}
+    cpu_medians = {name: statistics.median(r["cpu_times"]) for name, r in runs.items()}
     for name, r in runs.items():
         ref = reference.get(name.split("8bit")[0])
         row = {
@@ -125,10 +132,13 @@ def main() -> None:
             "state_bytes_per_param_all": round(state_bytes(r["opt"], r["params"], False) / n_all, 5),
             "step_ms_median": round(medians[name] * 1e3, 2),
             "step_ms_all": [round(t * 1e3, 2) for t in r["times"]],
+            "step_cpu_ms_median": round(cpu_medians[name] * 1e3, 2),
             "first_step_s": round(r["first_step_s"], 2),
+            "load_average": load,
         }
         if ref and ref != name and ref in medians:
             row["step_time_ratio_vs_" + ref] = round(medians[name] / medians[ref], 2)
+            row["step_cpu_time_ratio_vs_" + ref] = round(cpu_medians[name] / cpu_medians[ref], 2)
         workspaces = getattr(r["opt"], "_workspaces", {})
         if workspaces:
             row["workspace_bytes"] = sum(ws.nbytes() for ws in workspaces.values())

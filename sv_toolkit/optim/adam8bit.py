@@ -7,7 +7,7 @@ from typing import Any, Iterable
 
 import torch
 
-from sv_toolkit.optim.base import MIN_8BIT_SIZE, Optimizer8bit
+from sv_toolkit.optim.base import MIN_8BIT_SIZE, Optimizer8bit, decay_
 from sv_toolkit.optim.blockwise import DEFAULT_BLOCK_SIZE
 from sv_toolkit.optim.chunking import DEFAULT_CHUNK_SIZE
 from sv_toolkit.optim.compiled import FusedMath, adam_math
@@ -66,27 +66,26 @@ class Adam8bit(Optimizer8bit):
                 1.0 / math.sqrt(1.0 - beta2 ** step)]
 
     def _update_moments_(self, group: dict[str, Any], grads: list[torch.Tensor],
-                         states: dict[str, list[torch.Tensor]], fresh: bool) -> None:
+                         states: dict[str, list[torch.Tensor]], scales: dict[str, list[torch.Tensor]] | None,
+                         fresh: bool) -> None:
         beta1, beta2 = group["betas"]
-        torch._foreach_lerp_(states["exp_avg"], grads, 1.0 - beta1)
-        torch._foreach_mul_(states["exp_avg_sq"], beta2)
-        torch._foreach_addcmul_(states["exp_avg_sq"], grads, grads, 1.0 - beta2)
+        exp_avg, exp_avg_sq = states["exp_avg"], states["exp_avg_sq"]
+        decay_(exp_avg, beta1, scales["exp_avg"] if scales else None)
+        torch._foreach_add_(exp_avg, grads, alpha=1.0 - beta1)
+        decay_(exp_avg_sq, beta2, scales["exp_avg_sq"] if scales else None)
+        torch._foreach_addcmul_(exp_avg_sq, grads, grads, 1.0 - beta2)
 
     def _apply_update_(self, group: dict[str, Any], params: list[torch.Tensor], grads: list[torch.Tensor],
-                       states: dict[str, list[torch.Tensor]], step: int,
-                       scratch: list[torch.Tensor] | None) -> None:
+                       states: dict[str, list[torch.Tensor]], step: int, scratch: list[torch.Tensor]) -> None:
+        # p -= lr / bias1 * m / (sqrt(v) / sqrt(bias2) + eps), written with one pass fewer as
+        # p -= (lr * sqrt(bias2) / bias1) * m / (sqrt(v) + eps * sqrt(bias2))
         beta1, beta2 = group["betas"]
         bias1 = 1.0 - beta1 ** step
         bias2_sqrt = math.sqrt(1.0 - beta2 ** step)
-        if scratch is None:
-            denom = torch._foreach_sqrt(states["exp_avg_sq"])
-        else:
-            denom = scratch
-            for out, v in zip(scratch, states["exp_avg_sq"]):
-                torch.sqrt(v, out=out)
-        torch._foreach_div_(denom, bias2_sqrt)
-        torch._foreach_add_(denom, group["eps"])
-        torch._foreach_addcdiv_(params, states["exp_avg"], denom, -group["lr"] / bias1)
+        for out, v in zip(scratch, states["exp_avg_sq"]):
+            torch.sqrt(v, out=out)
+        torch._foreach_add_(scratch, group["eps"] * bias2_sqrt)
+        torch._foreach_addcdiv_(params, states["exp_avg"], scratch, -group["lr"] * bias2_sqrt / bias1)
 
 
 class AdamW8bit(Adam8bit):

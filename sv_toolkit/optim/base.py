@@ -66,12 +66,20 @@ class Optimizer8bit(CheckpointMixin, torch.optim.Optimizer):
 
     # ---- hooks for subclasses -------------------------------------------------------------------------
     def _update_moments_(self, group: dict[str, Any], grads: list[torch.Tensor],
-                         states: dict[str, list[torch.Tensor]], fresh: bool) -> None:
+                         states: dict[str, list[torch.Tensor]], scales: dict[str, list[torch.Tensor]] | None,
+                         fresh: bool) -> None:
+        """Update the states in place from the (transformed) gradients.
+
+        With ``scales`` None the states hold their values; otherwise a state tensor holds a block-wise
+        normalised value whose true value is ``state.view(-1, block_size) * scale[:, None]`` (decoded 8-bit
+        states): :func:`decay_` applies ``state <- factor * true value`` either way, so one line of math
+        serves both layouts. Afterwards every state holds its true value.
+        """
         raise NotImplementedError
 
     def _apply_update_(self, group: dict[str, Any], params: list[torch.Tensor], grads: list[torch.Tensor],
-                       states: dict[str, list[torch.Tensor]], step: int,
-                       scratch: list[torch.Tensor] | None) -> None:
+                       states: dict[str, list[torch.Tensor]], step: int, scratch: list[torch.Tensor]) -> None:
+        """Update the parameters in place from the new states; ``scratch``: fp32 tensors shaped like them."""
         raise NotImplementedError
 
     def _fused_math(self, group: dict[str, Any]) -> tuple[Any, FusedMath]:
@@ -207,8 +215,9 @@ class Optimizer8bit(CheckpointMixin, torch.optim.Optimizer):
         grads = [p.grad.to(torch.float32, copy=True) for p in params]
         self._grad_transform_(group, grads, params)
         states = {name: [self.state[p][name] for p in params] for name, _ in self.STATE_SPECS}
-        self._update_moments_(group, grads, states, step == 1)
-        self._apply_update_(group, params, grads, states, step, None)
+        self._update_moments_(group, grads, states, None, step == 1)
+        scratch = [torch.empty_like(g) for g in grads]
+        self._apply_update_(group, params, grads, states, step, scratch)
 
     def _workspace(self, device: torch.device, block_size: int, needed: int) -> Workspace:
         key = (device, block_size)
@@ -246,53 +255,58 @@ class Optimizer8bit(CheckpointMixin, torch.optim.Optimizer):
 
     def _run_chunk(self, group: dict[str, Any], chunk: Chunk, ws: Workspace, flats: list[torch.Tensor],
                    grads: list[torch.Tensor], states: list[dict[str, Any]], step: int) -> None:
-        n, segs = chunk.used, chunk.segments
+        """One workspace load: gather gradient, codes and absmax; update; scatter codes, absmax, parameters."""
+        n, nb, segs = chunk.used, chunk.used // ws.block_size, chunk.segments
         p_views = [flats[s.index][sl] for s, sl in zip(segs, chunk.src_slices)]
         g_views = [ws.grad[sl] for sl in chunk.ws_slices]
 
         def gather(sources: list[torch.Tensor], out: torch.Tensor, fill: float) -> None:
-            parts = [sources[i][chunk.src_slices[i]] if i >= 0 else ws.padding(-i, out.dtype, fill)
+            parts = [sources[i][chunk.src_slices[i]] if i >= 0 else ws.padding(-i, sources[0].dtype, fill)
                      for i in chunk.layout]
             torch.cat(parts, out=out[:n])
 
-        gather([grads[s.index] for s in segs], ws.grad, 0.0)
-        self._grad_transform_(group, g_views, p_views)
-        for name, signed in self.STATE_SPECS:
-            codec = get_codec(signed, ws.device)
-            codes, absmax = ws.codes[name], ws.absmax[name][chunk.ws_blocks]
-            gather([states[s.index][f"{name}_codes"] for s in segs], codes, codec.zero_code)
-            torch.cat([states[s.index][f"{name}_absmax"][r] for s, r in zip(segs, chunk.src_blocks)], out=absmax)
-        if self.compile:
-            new_codes, new_absmax = self._run_compiled(group, ws, p_views, chunk, step)
-        else:
-            new_codes, new_absmax = self._run_eager(group, ws, p_views, g_views, chunk, step)
-        for name, _ in self.STATE_SPECS:
-            codes, absmax = new_codes[name], new_absmax[name]
+        def scatter(name: str, codes: torch.Tensor, absmax: torch.Tensor) -> None:
             torch._foreach_copy_([states[s.index][f"{name}_codes"][sl] for s, sl in zip(segs, chunk.src_slices)],
                                  [codes[sl] for sl in chunk.ws_slices])
             block_views = torch.split(absmax[chunk.ws_blocks], [r.stop - r.start for r in chunk.src_blocks])
             torch._foreach_copy_([states[s.index][f"{name}_absmax"][r] for s, r in zip(segs, chunk.src_blocks)],
                                  list(block_views))
 
+        gather([grads[s.index] for s in segs], ws.grad, 0.0)
+        self._grad_transform_(group, g_views, p_views)
+        for name, signed in self.STATE_SPECS:  # codes widened to int32 on the way: the decoder's index
+            gather([states[s.index][f"{name}_codes"] for s in segs], ws.codes[name],
+                   get_codec(signed, ws.device).zero_code)
+            torch.cat([states[s.index][f"{name}_absmax"][r] for s, r in zip(segs, chunk.src_blocks)],
+                      out=ws.absmax[name][:nb])
+        if self.compile:
+            for name, (codes, absmax) in self._run_compiled(group, ws, p_views, chunk, step).items():
+                scatter(name, codes, absmax)
+        else:
+            self._run_eager(group, ws, p_views, g_views, chunk, step, scatter)
+
     def _run_eager(self, group: dict[str, Any], ws: Workspace, p_views: list[torch.Tensor],
-                   g_views: list[torch.Tensor], chunk: Chunk,
-                   step: int) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
-        n, bs = chunk.used, ws.block_size
+                   g_views: list[torch.Tensor], chunk: Chunk, step: int,
+                   scatter: Callable[[str, torch.Tensor, torch.Tensor], None]) -> None:
+        """Decode -> fp32 update (block scales folded into the moment decay) -> encode, in workspace buffers."""
+        n, nb, bs = chunk.used, chunk.used // ws.block_size, ws.block_size
+        names = [name for name, _ in self.STATE_SPECS]
         for name, signed in self.STATE_SPECS:
-            get_codec(signed, ws.device).decode_(ws.codes[name][:n], ws.absmax[name][chunk.ws_blocks],
-                                                 ws.values[name][:n], bs, ws.scratch[0])
-        whole = {name: [ws.values[name][:n]] for name, _ in self.STATE_SPECS}
-        self._update_moments_(group, [ws.grad[:n]], whole, step == 1)
-        seg_states = {name: [ws.values[name][sl] for sl in chunk.ws_slices] for name, _ in self.STATE_SPECS}
-        self._apply_update_(group, p_views, g_views, seg_states, step,
-                            [ws.update[sl] for sl in chunk.ws_slices])
-        for name, signed in self.STATE_SPECS:
-            get_codec(signed, ws.device).encode_(ws.values[name][:n], ws.codes[name][:n],
-                                                 ws.absmax[name][chunk.ws_blocks], bs, ws.scratch)
-        return ws.codes, ws.absmax
+            get_codec(signed, ws.device).decode_(ws.codes[name][:n], ws.values[name][:n])
+        whole = {name: [ws.values[name][:n]] for name in names}
+        scales = {name: [ws.absmax[name][:nb]] for name in names}
+        self._update_moments_(group, [ws.grad[:n]], whole, scales, step == 1)
+        seg_states = {name: [ws.values[name][sl] for sl in chunk.ws_slices] for name in names}
+        self._apply_update_(group, p_views, g_views, seg_states, step, [ws.update[sl] for sl in chunk.ws_slices])
+        for name, signed in self.STATE_SPECS:  # the int32 scratch is reused by the next state: scatter now
+            absmax = ws.absmax[name][:nb]
+            codes = get_codec(signed, ws.device).encode_(ws.values[name][:n], absmax, bs,
+                                                          (ws.codes[name], ws.update.view(torch.int32), ws.low))
+            scatter(name, codes, absmax)
 
     def _run_compiled(self, group: dict[str, Any], ws: Workspace, p_views: list[torch.Tensor], chunk: Chunk,
-                      step: int) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+                      step: int) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+        """The fused compiled kernel over the whole workspace (static shapes: one compilation)."""
         math_key, math = self._fused_math(group)
         key = (type(self).__name__, math_key, ws.block_size, ws.size, ws.device)
         kernel = _COMPILED.get(key)
@@ -301,8 +315,19 @@ class Optimizer8bit(CheckpointMixin, torch.optim.Optimizer):
             _COMPILED[key] = kernel
         names = [name for name, _ in self.STATE_SPECS]
         codecs = [get_codec(sg, ws.device) for _, sg in self.STATE_SPECS]
+        for name, codec in zip(names, codecs):
+            codec.decode_(ws.codes[name], ws.values[name])
         hyper = torch.tensor(self._fused_hyper(group, step, step == 1), dtype=torch.float32, device=ws.device)
-        direction, codes, absmax = kernel(ws.grad, [ws.codes[n] for n in names], [ws.absmax[n] for n in names],
-                                          [c.book for c in codecs], [c.encode_table for c in codecs], hyper)
-        torch._foreach_add_(p_views, [direction[sl] for sl in chunk.ws_slices])
-        return dict(zip(names, codes)), dict(zip(names, absmax))
+        kernel(ws.grad, [ws.codes[n] for n in names], [ws.absmax[n] for n in names],
+               [ws.values[n] for n in names], ws.update, [c.encode_table for c in codecs], hyper)
+        torch._foreach_add_(p_views, [ws.update[sl] for sl in chunk.ws_slices])
+        return {name: (ws.codes[name], ws.absmax[name]) for name in names}
+
+
+def decay_(states: list[torch.Tensor], factor: float, scales: list[torch.Tensor] | None) -> None:
+    """``state <- factor * state`` in place; with ``scales``, ``state <- factor * state * scale`` block-wise."""
+    if scales is None:
+        torch._foreach_mul_(states, factor)
+        return
+    for state, scale in zip(states, scales):
+        state.view(scale.numel(), -1).mul_((scale * factor)[:, None])

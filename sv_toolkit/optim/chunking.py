@@ -62,11 +62,16 @@ class Chunk:
 def plan_chunks(numels: list[int], block_size: int, chunk_size: int) -> list[Chunk]:
     """Split parameters of ``numels`` elements into chunks of at most ``chunk_size`` block-aligned elements.
 
-    A parameter larger than a chunk is split at block boundaries; small ones share chunks.
+    A parameter larger than a chunk is split at block boundaries; small ones share chunks. When more than
+    one chunk is needed, all get about the same length (the compiled step always runs a whole workspace).
     """
     if chunk_size < block_size:
         raise ValueError(f"chunk_size ({chunk_size}) must be at least block_size ({block_size})")
     capacity = chunk_size - chunk_size % block_size
+    total = sum(-(-n // block_size) * block_size for n in numels)
+    if total > capacity:  # balance: k equal chunks instead of k - 1 full ones and a short remainder
+        count = -(-total // capacity)
+        capacity = -(-total // (count * block_size)) * block_size
     chunks: list[Chunk] = [Chunk()]
     for index, numel in enumerate(numels):
         start = 0
@@ -90,7 +95,12 @@ def plan_chunks(numels: list[int], block_size: int, chunk_size: int) -> list[Chu
 
 
 class Workspace:
-    """Reusable flat buffers for one chunk: fp32 gradient, per-state fp32 values, codes and absmax, scratch."""
+    """Reusable flat buffers for one chunk.
+
+    ``grad`` (fp32 gradient), ``update`` (fp32 scratch of the update; int32 scratch of the encoder
+    afterwards), per state ``values`` (fp32), ``codes`` (int32: the decoder's index, then the encoder's
+    scratch or output) and ``absmax`` (one fp32 per block), and ``low`` (fp32 per block, for signed absmax).
+    """
 
     def __init__(self, size: int, block_size: int, state_names: tuple[str, ...], device: torch.device) -> None:
         self.size, self.block_size, self.device = size, block_size, device
@@ -98,10 +108,9 @@ class Workspace:
         self.grad = torch.zeros(size, **f32)
         self.update = torch.zeros(size, **f32)
         self.values = {name: torch.zeros(size, **f32) for name in state_names}
-        self.codes = {name: torch.zeros(size, dtype=torch.uint8, device=device) for name in state_names}
+        self.codes = {name: torch.zeros(size, dtype=torch.int32, device=device) for name in state_names}
         self.absmax = {name: torch.ones(size // block_size, **f32) for name in state_names}
-        self.scratch = (torch.empty(size, dtype=torch.int32, device=device),
-                        torch.empty(size, dtype=torch.int32, device=device))
+        self.low = torch.zeros(size // block_size, **f32)
         self._pads: dict[tuple[int, torch.dtype, float], torch.Tensor] = {}
 
     def padding(self, length: int, dtype: torch.dtype, fill: float) -> torch.Tensor:
@@ -113,8 +122,8 @@ class Workspace:
 
     def nbytes(self) -> int:
         """Bytes held by the workspace buffers."""
-        tensors = [self.grad, self.update, *self.values.values(), *self.codes.values(),
-                   *self.absmax.values(), *self.scratch]
+        tensors = [self.grad, self.update, self.low, *self.values.values(), *self.codes.values(),
+                   *self.absmax.values()]
         return sum(t.numel() * t.element_size() for t in tensors)
 
 

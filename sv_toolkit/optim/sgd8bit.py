@@ -6,7 +6,7 @@ from typing import Any, Iterable
 
 import torch
 
-from sv_toolkit.optim.base import MIN_8BIT_SIZE, Optimizer8bit
+from sv_toolkit.optim.base import MIN_8BIT_SIZE, Optimizer8bit, decay_
 from sv_toolkit.optim.blockwise import DEFAULT_BLOCK_SIZE
 from sv_toolkit.optim.chunking import DEFAULT_CHUNK_SIZE
 from sv_toolkit.optim.compiled import FusedMath, sgd_math
@@ -58,17 +58,17 @@ class SGD8bit(Optimizer8bit):
         return [group["momentum"], 1.0 - group["dampening"], -group["lr"], group["momentum"]]
 
     def _update_moments_(self, group: dict[str, Any], grads: list[torch.Tensor],
-                         states: dict[str, list[torch.Tensor]], fresh: bool) -> None:
+                         states: dict[str, list[torch.Tensor]], scales: dict[str, list[torch.Tensor]] | None,
+                         fresh: bool) -> None:
         bufs = states["momentum_buffer"]
         if fresh:  # torch: the first buffer is the gradient, undampened (the stored buffer is zero here)
             torch._foreach_copy_(bufs, grads)
             return
-        torch._foreach_mul_(bufs, group["momentum"])
+        decay_(bufs, group["momentum"], scales["momentum_buffer"] if scales else None)
         torch._foreach_add_(bufs, grads, alpha=1.0 - group["dampening"])
 
     def _apply_update_(self, group: dict[str, Any], params: list[torch.Tensor], grads: list[torch.Tensor],
-                       states: dict[str, list[torch.Tensor]], step: int,
-                       scratch: list[torch.Tensor] | None) -> None:
+                       states: dict[str, list[torch.Tensor]], step: int, scratch: list[torch.Tensor]) -> None:
         bufs = states["momentum_buffer"]
         if group["nesterov"]:
             torch._foreach_add_(grads, bufs, alpha=group["momentum"])  # grads are our own copies
