@@ -5,7 +5,8 @@ Prints one JSON line per optimizer. Example (resnet34, 6.6M parameters):
     python scripts/benchmark_optim.py --model resnet34 --optimizers adam,adam8bit,adam8bit_compiled,sgd,sgd8bit
 
 Step time is the median over ``--repeats`` rounds; each round times ``--steps`` steps of every optimizer in
-turn (interleaved, so a busy machine slows all of them alike). Wall-clock and process CPU time are both
+turn (interleaved, so a busy machine slows all of them alike), and a ratio to torch.optim is the median
+over rounds of the ratio within the round. Wall-clock and process CPU time are both
 reported (CPU time is the steadier figure on a shared machine, where the process is not always running);
 ``load_average`` is the larger of the 1/5/15-minute load averages before and after the timed rounds.
 Gradients are fixed random tensors; only ``optimizer.step()`` is timed. ``--model shapes:resnet34`` uses a built-in list of resnet34 parameter
@@ -136,9 +137,10 @@ def main() -> None:
             "first_step_s": round(r["first_step_s"], 2),
             "load_average": load,
         }
-        if ref and ref != name and ref in medians:
-            row["step_time_ratio_vs_" + ref] = round(medians[name] / medians[ref], 2)
-            row["step_cpu_time_ratio_vs_" + ref] = round(cpu_medians[name] / cpu_medians[ref], 2)
+        if ref and ref != name and ref in medians:  # median over rounds of the ratio within each round
+            for key, times in (("step_time_ratio_vs_", "times"), ("step_cpu_time_ratio_vs_", "cpu_times")):
+                ratios = [a / b for a, b in zip(r[times], runs[ref][times])]
+                row[key + ref] = round(statistics.median(ratios), 2)
         workspaces = getattr(r["opt"], "_workspaces", {})
         if workspaces:
             row["workspace_bytes"] = sum(ws.nbytes() for ws in workspaces.values())

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 import torch
 
@@ -76,16 +76,21 @@ class Adam8bit(Optimizer8bit):
         torch._foreach_addcmul_(exp_avg_sq, grads, grads, 1.0 - beta2)
 
     def _apply_update_(self, group: dict[str, Any], params: list[torch.Tensor], grads: list[torch.Tensor],
-                       states: dict[str, list[torch.Tensor]], step: int, scratch: list[torch.Tensor]) -> None:
+                       states: dict[str, list[torch.Tensor]], step: int, scratch: list[torch.Tensor] | None,
+                       split: Callable[[list[torch.Tensor]], list[torch.Tensor]]) -> None:
         # p -= lr / bias1 * m / (sqrt(v) / sqrt(bias2) + eps), written with one pass fewer as
         # p -= (lr * sqrt(bias2) / bias1) * m / (sqrt(v) + eps * sqrt(bias2))
         beta1, beta2 = group["betas"]
         bias1 = 1.0 - beta1 ** step
         bias2_sqrt = math.sqrt(1.0 - beta2 ** step)
-        for out, v in zip(scratch, states["exp_avg_sq"]):
-            torch.sqrt(v, out=out)
-        torch._foreach_add_(scratch, group["eps"] * bias2_sqrt)
-        torch._foreach_addcdiv_(params, states["exp_avg"], scratch, -group["lr"] * bias2_sqrt / bias1)
+        if scratch is None:
+            denom = torch._foreach_sqrt(states["exp_avg_sq"])
+        else:
+            denom = scratch
+            for out, v in zip(denom, states["exp_avg_sq"]):
+                torch.sqrt(v, out=out)
+        torch._foreach_add_(denom, group["eps"] * bias2_sqrt)
+        torch._foreach_addcdiv_(params, split(states["exp_avg"]), split(denom), -group["lr"] * bias2_sqrt / bias1)
 
 
 class AdamW8bit(Adam8bit):

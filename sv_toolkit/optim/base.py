@@ -3,8 +3,9 @@
 A subclass names its states (``STATE_SPECS``: name and whether its code book is signed) and writes its
 math twice at most: ``_update_moments_`` (in-place on fp32 states, foreach lists) and ``_apply_update_``
 (in-place on parameters). The same two methods serve the fp32 states of small tensors (one list entry per
-parameter) and the 8-bit states (one list entry per flat workspace or per segment), so the two paths
-cannot drift apart.
+parameter) and the 8-bit states (one list entry per flat workspace, decoded states still normalised by
+their block absmax, which ``decay_`` folds into the first multiplication), so the two paths cannot drift
+apart.
 """
 
 from __future__ import annotations
@@ -78,9 +79,20 @@ class Optimizer8bit(CheckpointMixin, torch.optim.Optimizer):
         raise NotImplementedError
 
     def _apply_update_(self, group: dict[str, Any], params: list[torch.Tensor], grads: list[torch.Tensor],
-                       states: dict[str, list[torch.Tensor]], step: int, scratch: list[torch.Tensor]) -> None:
-        """Update the parameters in place from the new states; ``scratch``: fp32 tensors shaped like them."""
+                       states: dict[str, list[torch.Tensor]], step: int, scratch: list[torch.Tensor] | None,
+                       split: Callable[[list[torch.Tensor]], list[torch.Tensor]]) -> None:
+        """Update the parameters in place from the new states.
+
+        ``grads``, ``states`` and ``scratch`` (fp32 buffers shaped like the states, or None: allocate) are
+        whole tensors: one per parameter (fp32 states) or one per workspace (8-bit states), so that
+        elementwise work runs once per workspace; ``split`` turns such a list into one view per parameter
+        segment, aligned with ``params``, for the final parameter update.
+        """
         raise NotImplementedError
+
+    def _modifies_grads(self, group: dict[str, Any]) -> bool:
+        """Whether the step writes into the gradients it is given (then fp32 states get a copy)."""
+        return bool(group.get("maximize", False)) or (group["weight_decay"] != 0 and not self._decoupled_decay(group))
 
     def _fused_math(self, group: dict[str, Any]) -> tuple[Any, FusedMath]:
         """(cache key, functional math) for the compiled chunk kernel."""
@@ -212,12 +224,14 @@ class Optimizer8bit(CheckpointMixin, torch.optim.Optimizer):
                 state[name] = torch.zeros_like(p, dtype=torch.float32, memory_format=torch.preserve_format)
 
     def _step_fp32(self, group: dict[str, Any], params: list[torch.Tensor], step: int) -> None:
-        grads = [p.grad.to(torch.float32, copy=True) for p in params]
+        if self._modifies_grads(group):
+            grads = [p.grad.to(torch.float32, copy=True) for p in params]
+        else:
+            grads = [p.grad.to(torch.float32) for p in params]
         self._grad_transform_(group, grads, params)
         states = {name: [self.state[p][name] for p in params] for name, _ in self.STATE_SPECS}
         self._update_moments_(group, grads, states, None, step == 1)
-        scratch = [torch.empty_like(g) for g in grads]
-        self._apply_update_(group, params, grads, states, step, scratch)
+        self._apply_update_(group, params, grads, states, step, None, lambda tensors: tensors)
 
     def _workspace(self, device: torch.device, block_size: int, needed: int) -> Workspace:
         key = (device, block_size)
@@ -296,8 +310,8 @@ class Optimizer8bit(CheckpointMixin, torch.optim.Optimizer):
         whole = {name: [ws.values[name][:n]] for name in names}
         scales = {name: [ws.absmax[name][:nb]] for name in names}
         self._update_moments_(group, [ws.grad[:n]], whole, scales, step == 1)
-        seg_states = {name: [ws.values[name][sl] for sl in chunk.ws_slices] for name in names}
-        self._apply_update_(group, p_views, g_views, seg_states, step, [ws.update[sl] for sl in chunk.ws_slices])
+        self._apply_update_(group, p_views, [ws.grad[:n]], whole, step, [ws.update[:n]],
+                            lambda tensors: [tensors[0][sl] for sl in chunk.ws_slices])
         for name, signed in self.STATE_SPECS:  # the int32 scratch is reused by the next state: scatter now
             absmax = ws.absmax[name][:nb]
             codes = get_codec(signed, ws.device).encode_(ws.values[name][:n], absmax, bs,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 import torch
 
@@ -68,14 +68,18 @@ class SGD8bit(Optimizer8bit):
         torch._foreach_add_(bufs, grads, alpha=1.0 - group["dampening"])
 
     def _apply_update_(self, group: dict[str, Any], params: list[torch.Tensor], grads: list[torch.Tensor],
-                       states: dict[str, list[torch.Tensor]], step: int, scratch: list[torch.Tensor]) -> None:
+                       states: dict[str, list[torch.Tensor]], step: int, scratch: list[torch.Tensor] | None,
+                       split: Callable[[list[torch.Tensor]], list[torch.Tensor]]) -> None:
         bufs = states["momentum_buffer"]
         if group["nesterov"]:
             torch._foreach_add_(grads, bufs, alpha=group["momentum"])  # grads are our own copies
             direction = grads
         else:
             direction = bufs
-        torch._foreach_add_(params, direction, alpha=-group["lr"])
+        torch._foreach_add_(params, split(direction), alpha=-group["lr"])
+
+    def _modifies_grads(self, group: dict[str, Any]) -> bool:
+        return bool(group["nesterov"]) or super()._modifies_grads(group)
 
     def _torch_state_entry(self, state: dict[str, Any], dense: dict[str, torch.Tensor]) -> dict[str, Any]:
         return dict(dense)  # torch.optim.SGD keeps only momentum_buffer
