@@ -17,7 +17,7 @@ from typing import Any, Callable, Iterable
 import torch
 
 from sv_toolkit.optim.bnb_backend import bnb_update_, check_bitsandbytes_backend
-from sv_toolkit.optim.blockwise import DEFAULT_BLOCK_SIZE, get_codec, num_blocks
+from sv_toolkit.optim.blockwise import DEFAULT_BLOCK_SIZE, check_block_size, get_codec, num_blocks
 from sv_toolkit.optim.chunking import (DEFAULT_CHUNK_SIZE, Chunk, Workspace, flat_view, grad_flat_view,
                                        plan_chunks)
 from sv_toolkit.optim.checkpoint import CheckpointMixin
@@ -39,12 +39,11 @@ class Optimizer8bit(CheckpointMixin, torch.optim.Optimizer):
                  chunk_size: int = DEFAULT_CHUNK_SIZE, compile: bool = False, backend: str = "torch") -> None:
         if backend not in ("torch", "bitsandbytes"):
             raise ValueError(f"backend must be 'torch' or 'bitsandbytes', got {backend!r}")
+        check_block_size(block_size)
         if backend == "bitsandbytes":
             check_bitsandbytes_backend(block_size)
-        if not isinstance(block_size, int) or block_size < 2 or block_size % 2:
-            raise ValueError(f"block_size must be an even integer >= 2, got {block_size!r}")
-        if not isinstance(min_8bit_size, int) or min_8bit_size < 1:
-            raise ValueError(f"min_8bit_size must be a positive integer, got {min_8bit_size!r}")
+        if not isinstance(chunk_size, int) or chunk_size < block_size:
+            raise ValueError(f"chunk_size must be an integer >= block_size ({block_size}), got {chunk_size!r}")
         if nonfinite_grad not in NONFINITE_POLICIES:
             raise ValueError(f"nonfinite_grad must be one of {NONFINITE_POLICIES}, got {nonfinite_grad!r}")
         for flag in ("capturable", "differentiable"):
@@ -63,7 +62,16 @@ class Optimizer8bit(CheckpointMixin, torch.optim.Optimizer):
         self._fp32_overrides: set[int] = set()
         self._workspaces: dict[tuple[torch.device, int], Workspace] = {}
         self._plans: dict[tuple[int, ...], list[Chunk]] = {}
-        self._compiled: Callable[..., Any] | None = None
+
+    def add_param_group(self, param_group: dict[str, Any]) -> None:
+        """torch's add_param_group, with the group's 8-bit options validated."""
+        super().add_param_group(param_group)
+        group = self.param_groups[-1]
+        check_block_size(group["block_size"])
+        if not isinstance(group["min_8bit_size"], int) or group["min_8bit_size"] < 1:
+            raise ValueError(f"min_8bit_size must be a positive integer, got {group['min_8bit_size']!r}")
+        if not isinstance(group["fp32_states"], bool):
+            raise ValueError(f"fp32_states must be True or False, got {group['fp32_states']!r}")
 
     # ---- hooks for subclasses -------------------------------------------------------------------------
     def _update_moments_(self, group: dict[str, Any], grads: list[torch.Tensor],
@@ -163,12 +171,12 @@ class Optimizer8bit(CheckpointMixin, torch.optim.Optimizer):
                     self._init_state_(group, p)
             if self._decoupled_decay(group) and group["weight_decay"] != 0:
                 torch._foreach_mul_(params, 1.0 - group["lr"] * group["weight_decay"])
-            by_step: dict[tuple[int, bool], list[torch.Tensor]] = defaultdict(list)
-            for p in params:
+            by_step: dict[tuple[int, bool, torch.device], list[torch.Tensor]] = defaultdict(list)
+            for p in params:  # batched together: parameters at the same step, layout and device
                 state = self.state[p]
                 state["step"] += 1
-                by_step[(int(state["step"].item()), self._is_8bit_state(state))].append(p)
-            for (step, is_8bit), members in by_step.items():
+                by_step[(int(state["step"].item()), self._is_8bit_state(state), p.device)].append(p)
+            for (step, is_8bit, _), members in by_step.items():
                 if is_8bit:
                     self._step_8bit(group, members, step)
                 else:
@@ -182,16 +190,16 @@ class Optimizer8bit(CheckpointMixin, torch.optim.Optimizer):
             for p in group["params"]:
                 if p.grad is not None:
                     by_device[p.grad.device].append(p.grad)
-        found = False
-        for device, grads in by_device.items():
-            flag = torch.zeros(1, dtype=torch.float32, device=device)
-            # GradScaler's kernel with an unscale factor of 1: checks every element, changes nothing
-            torch._amp_foreach_non_finite_check_and_unscale_(grads, flag, torch.ones(1, device=device))
-            found = found or bool(flag.item())
-        if not found:
+        # One fp32 sum per gradient: a NaN or an infinity anywhere makes the total non-finite. A finite total
+        # proves every element finite; a non-finite one (or finite values whose sum overflows) is checked
+        # element by element. One read of each gradient, against a read and a write for GradScaler's kernel.
+        totals = [torch.stack([g.sum(dtype=torch.float32) for g in grads]).sum() for grads in by_device.values()]
+        if all(bool(torch.isfinite(t)) for t in totals):
             return True
         bad = [i for i, p in enumerate(p for g in self.param_groups for p in g["params"])
                if p.grad is not None and not bool(torch.isfinite(p.grad).all())]
+        if not bad:
+            return True
         if self.nonfinite_grad == "raise":
             raise FloatingPointError(f"{type(self).__name__}: non-finite gradient in parameter(s) at positions "
                                      f"{bad[:8]} of the optimizer's parameter list; step refused")
@@ -245,6 +253,7 @@ class Optimizer8bit(CheckpointMixin, torch.optim.Optimizer):
     def _step_8bit(self, group: dict[str, Any], params: list[torch.Tensor], step: int) -> None:
         bs = group["block_size"]
         if self.backend == "bitsandbytes" and params[0].is_cuda:
+            check_bitsandbytes_backend(bs)
             names = tuple(n for n, _ in self.STATE_SPECS)
             books = [get_codec(sg, params[0].device).book for _, sg in self.STATE_SPECS]
             for p in params:

@@ -201,6 +201,14 @@ def test_nonfinite_gradient_skip_policy(bad: float) -> None:
     assert not torch.equal(params[3], snapshot[3][0])
 
 
+def test_huge_finite_gradients_are_not_taken_for_non_finite() -> None:
+    p = torch.nn.Parameter(torch.zeros(5000))
+    opt = SGD8bit([p], lr=1e-40, momentum=0.9, nonfinite_grad="raise")
+    p.grad = torch.full_like(p, 3e38)  # finite, but their sum overflows fp32
+    opt.step()
+    assert opt.skipped_steps == 0 and bool((p < 0).all())
+
+
 def test_nonfinite_gradient_raise_policy() -> None:
     p = torch.nn.Parameter(torch.randn(5000))
     opt = SGD8bit([p], momentum=0.9, nonfinite_grad="raise")
@@ -231,6 +239,12 @@ def test_signatures_follow_torch_and_options_are_validated() -> None:
         Adam8bit(p, block_size=255)
     with pytest.raises(ValueError, match="bitsandbytes|CUDA"):
         Adam8bit(p, backend="bitsandbytes")
+    with pytest.raises(ValueError, match="block_size must be an even integer"):
+        Adam8bit([{"params": p, "block_size": 63}])
+    with pytest.raises(ValueError, match="chunk_size"):
+        SGD8bit(p, momentum=0.9, chunk_size=128)
+    with pytest.raises(ValueError, match="fp32_states"):
+        SGD8bit([{"params": p, "fp32_states": "yes"}], momentum=0.9)
 
 
 def test_lr_scheduler_and_param_groups() -> None:
