@@ -17,9 +17,10 @@ class Adam8bit(Optimizer8bit):
     """torch.optim.Adam with 8-bit states; ``weight_decay`` is L2 (added to the gradient) like torch's Adam.
 
     Extra keyword options: ``block_size`` (256), ``min_8bit_size`` (4096: smaller tensors keep fp32
-    states), ``nonfinite_grad`` ("skip" or "raise"), ``chunk_size`` (elements per batched workspace) and
-    ``compile`` (torch.compile the fused 8-bit chunk update). Param groups accept ``fp32_states=True``;
-    :meth:`keep_fp32_states` does the same for single parameters.
+    states), ``nonfinite_grad`` ("skip" or "raise", see :class:`Optimizer8bit`), ``chunk_size`` (elements
+    per batched workspace), ``compile`` (torch.compile the 8-bit chunk update) and ``backend`` ("torch",
+    or "bitsandbytes" for its fused CUDA kernels). Param groups accept ``block_size``, ``min_8bit_size``
+    and ``fp32_states=True``; :meth:`keep_fp32_states` keeps single parameters' states in fp32.
     """
 
     STATE_SPECS = (("exp_avg", True), ("exp_avg_sq", False))

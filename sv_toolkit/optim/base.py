@@ -29,7 +29,14 @@ _COMPILED: dict[tuple[Any, ...], Callable[..., Any]] = {}  # compiled chunk kern
 
 
 class Optimizer8bit(CheckpointMixin, torch.optim.Optimizer):
-    """Base class: block-wise 8-bit states for tensors >= ``min_8bit_size`` elements, fp32 for the rest."""
+    """Base class: block-wise 8-bit states for tensors >= ``min_8bit_size`` elements, fp32 for the rest.
+
+    Non-finite gradients: before touching anything, ``step()`` checks every gradient. If one holds a NaN or
+    an infinity, ``nonfinite_grad="skip"`` (default) leaves all parameters and states (step counts too)
+    unchanged, counts the step in ``skipped_steps`` and warns (RuntimeWarning) with the offending
+    parameters' positions; ``"raise"`` raises FloatingPointError instead. Under AMP, GradScaler skips such
+    steps itself (it does not call ``step()``), so this policy only sees gradients GradScaler let through.
+    """
 
     STATE_SPECS: tuple[tuple[str, bool], ...] = ()
     TORCH_OPTIMIZER: type[torch.optim.Optimizer] = torch.optim.Optimizer
