@@ -6,9 +6,9 @@ per optimizer and trial list, the EER of every seed, their mean and standard dev
 optimizer its relative difference from its fp32 twin. Needs the corpus, manifests and features:
 ``bash recipes/minivox/run.sh --stage 1 --stop_stage 3``. Example (the figures in docs/benchmarks.md):
 
-    python scripts/compare_optimizers.py --optimizers sgd,sgd8bit --seeds 1,2,3
-    python scripts/compare_optimizers.py --optimizers adam,adam8bit --seeds 1,2,3 -- optim.lr=2e-3 \
-        sched.lr.final_lr=4e-5
+    python scripts/benchmark_optim_eer.py --optimizers sgd,sgd8bit --seeds 1,2,3 --prefix optcmp
+    python scripts/benchmark_optim_eer.py --optimizers adam,adam8bit --seeds 1,2,3 --prefix lr3e-3 \
+        -- optim.lr=3e-3 sched.lr.final_lr=6e-5
 
 Anything after ``--`` is passed to all three stages as Hydra overrides.
 """
