@@ -286,40 +286,33 @@ class Optimizer8bit(CheckpointMixin, torch.optim.Optimizer):
     def _run_chunk(self, group: dict[str, Any], chunk: Chunk, ws: Workspace, flats: list[torch.Tensor],
                    grads: list[torch.Tensor], states: list[dict[str, Any]], step: int) -> None:
         """One workspace load: gather gradient, codes and absmax; update; scatter codes, absmax, parameters."""
-        n, nb, segs = chunk.used, chunk.used // ws.block_size, chunk.segments
-        p_views = [flats[s.index][sl] for s, sl in zip(segs, chunk.src_slices)]
-        g_views = [ws.grad[sl] for sl in chunk.ws_slices]
-
-        def gather(sources: list[torch.Tensor], out: torch.Tensor, fill: float) -> None:
-            parts = [sources[i][chunk.src_slices[i]] if i >= 0 else ws.padding(-i, sources[0].dtype, fill)
-                     for i in chunk.layout]
-            torch.cat(parts, out=out[:n])
-
-        def scatter(name: str, codes: torch.Tensor, absmax: torch.Tensor) -> None:
-            torch._foreach_copy_([states[s.index][f"{name}_codes"][sl] for s, sl in zip(segs, chunk.src_slices)],
-                                 [codes[sl] for sl in chunk.ws_slices])
-            block_views = torch.split(absmax[chunk.ws_blocks], [r.stop - r.start for r in chunk.src_blocks])
-            torch._foreach_copy_([states[s.index][f"{name}_absmax"][r] for s, r in zip(segs, chunk.src_blocks)],
-                                 list(block_views))
-
-        gather([grads[s.index] for s in segs], ws.grad, 0.0)
+        p_views = chunk.source_views(flats)
+        chunk.gather_(grads, ws.grad, lambda length: ws.padding(length, grads[0].dtype, 0.0))
+        g_views = chunk.segment_views(ws.grad)
         self._grad_transform_(group, g_views, p_views)
+        per_param = {name: ([st[f"{name}_codes"] for st in states], [st[f"{name}_absmax"] for st in states])
+                     for name, _ in self.STATE_SPECS}
         for name, signed in self.STATE_SPECS:  # codes widened to int32 on the way: the decoder's index
-            gather([states[s.index][f"{name}_codes"] for s in segs], ws.codes[name],
-                   get_codec(signed, ws.device).zero_code)
-            torch.cat([states[s.index][f"{name}_absmax"][r] for s, r in zip(segs, chunk.src_blocks)],
-                      out=ws.absmax[name][:nb])
-        if self.compile:
-            for name, (codes, absmax) in self._run_compiled(group, ws, p_views, chunk, step).items():
-                scatter(name, codes, absmax)
-        else:
-            self._run_eager(group, ws, p_views, g_views, chunk, step, scatter)
+            zero = get_codec(signed, ws.device).zero_code
+            codes, absmax = per_param[name]
+            chunk.gather_(codes, ws.codes[name], lambda length: ws.padding(length, torch.uint8, zero))
+            torch.cat(chunk.source_block_views(absmax), out=ws.absmax[name][: chunk.blocks])
 
-    def _run_eager(self, group: dict[str, Any], ws: Workspace, p_views: list[torch.Tensor],
-                   g_views: list[torch.Tensor], chunk: Chunk, step: int,
-                   scatter: Callable[[str, torch.Tensor, torch.Tensor], None]) -> None:
+        def scatter(name: str, new_codes: torch.Tensor, new_absmax: torch.Tensor) -> None:
+            codes, absmax = per_param[name]
+            torch._foreach_copy_(chunk.source_views(codes), chunk.segment_views(new_codes))
+            torch._foreach_copy_(chunk.source_block_views(absmax), chunk.block_views(new_absmax))
+
+        if self.compile:
+            for name, (new_codes, new_absmax) in self._run_compiled(group, ws, p_views, chunk, step).items():
+                scatter(name, new_codes, new_absmax)
+        else:
+            self._run_eager(group, ws, p_views, chunk, step, scatter)
+
+    def _run_eager(self, group: dict[str, Any], ws: Workspace, p_views: list[torch.Tensor], chunk: Chunk,
+                   step: int, scatter: Callable[[str, torch.Tensor, torch.Tensor], None]) -> None:
         """Decode -> fp32 update (block scales folded into the moment decay) -> encode, in workspace buffers."""
-        n, nb, bs = chunk.used, chunk.used // ws.block_size, ws.block_size
+        n, nb, bs = chunk.used, chunk.blocks, ws.block_size
         names = [name for name, _ in self.STATE_SPECS]
         for name, signed in self.STATE_SPECS:
             get_codec(signed, ws.device).decode_(ws.codes[name][:n], ws.values[name][:n])
@@ -327,7 +320,7 @@ class Optimizer8bit(CheckpointMixin, torch.optim.Optimizer):
         scales = {name: [ws.absmax[name][:nb]] for name in names}
         self._update_moments_(group, [ws.grad[:n]], whole, scales, step == 1)
         self._apply_update_(group, p_views, [ws.grad[:n]], whole, step, [ws.update[:n]],
-                            lambda tensors: [tensors[0][sl] for sl in chunk.ws_slices])
+                            lambda tensors: chunk.segment_views(tensors[0]))
         for name, signed in self.STATE_SPECS:  # the int32 scratch is reused by the next state: scatter now
             absmax = ws.absmax[name][:nb]
             codes = get_codec(signed, ws.device).encode_(ws.values[name][:n], absmax, bs,
@@ -350,7 +343,7 @@ class Optimizer8bit(CheckpointMixin, torch.optim.Optimizer):
         hyper = torch.tensor(self._fused_hyper(group, step, step == 1), dtype=torch.float32, device=ws.device)
         kernel(ws.grad, [ws.codes[n] for n in names], [ws.absmax[n] for n in names],
                [ws.values[n] for n in names], ws.update, [c.encode_table for c in codecs], hyper)
-        torch._foreach_add_(p_views, [ws.update[sl] for sl in chunk.ws_slices])
+        torch._foreach_add_(p_views, chunk.segment_views(ws.update))
         return {name: (ws.codes[name], ws.absmax[name]) for name in names}
 
 
