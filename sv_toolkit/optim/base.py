@@ -347,6 +347,18 @@ class Optimizer8bit(CheckpointMixin, torch.optim.Optimizer):
         return {name: (ws.codes[name], ws.absmax[name]) for name in names}
 
 
+def decay_add_(states: list[torch.Tensor], factor: float, scales: list[torch.Tensor] | None,
+               others: list[torch.Tensor], alpha: float) -> None:
+    """``state <- factor * state (* scale, block-wise) + alpha * other``; one pass when scaled and alpha is 1."""
+    if scales is None or alpha != 1.0:
+        decay_(states, factor, scales)
+        torch._foreach_add_(states, others, alpha=alpha)
+        return
+    for state, scale, other in zip(states, scales, others):
+        blocks = state.view(scale.numel(), -1)
+        torch.addcmul(other.view_as(blocks), blocks, (scale * factor)[:, None], out=blocks)
+
+
 def decay_(states: list[torch.Tensor], factor: float, scales: list[torch.Tensor] | None) -> None:
     """``state <- factor * state`` in place; with ``scales``, ``state <- factor * state * scale`` block-wise."""
     if scales is None:

@@ -6,7 +6,7 @@ from typing import Any, Callable, Iterable
 
 import torch
 
-from sv_toolkit.optim.base import MIN_8BIT_SIZE, Optimizer8bit, decay_
+from sv_toolkit.optim.base import MIN_8BIT_SIZE, Optimizer8bit, decay_add_
 from sv_toolkit.optim.blockwise import DEFAULT_BLOCK_SIZE
 from sv_toolkit.optim.chunking import DEFAULT_CHUNK_SIZE
 from sv_toolkit.optim.compiled import FusedMath, sgd_math
@@ -64,8 +64,8 @@ class SGD8bit(Optimizer8bit):
         if fresh:  # torch: the first buffer is the gradient, undampened (the stored buffer is zero here)
             torch._foreach_copy_(bufs, grads)
             return
-        decay_(bufs, group["momentum"], scales["momentum_buffer"] if scales else None)
-        torch._foreach_add_(bufs, grads, alpha=1.0 - group["dampening"])
+        decay_add_(bufs, group["momentum"], scales["momentum_buffer"] if scales else None, grads,
+                   1.0 - group["dampening"])
 
     def _apply_update_(self, group: dict[str, Any], params: list[torch.Tensor], grads: list[torch.Tensor],
                        states: dict[str, list[torch.Tensor]], step: int, scratch: list[torch.Tensor] | None,
