@@ -19,6 +19,7 @@ import argparse
 import json
 import os
 import statistics
+import sys
 import time
 from typing import Callable
 
@@ -86,6 +87,8 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=5, help="timed steps per round")
     parser.add_argument("--repeats", type=int, default=7, help="rounds; the median is reported")
     parser.add_argument("--threads", type=int, default=0, help="torch.set_num_threads (0: leave as is)")
+    parser.add_argument("--profile", default="", help="after timing, print torch.profiler's per-op table of "
+                                                         "--steps steps of this optimizer to stderr")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -145,6 +148,21 @@ def main() -> None:
         if workspaces:
             row["workspace_bytes"] = sum(ws.nbytes() for ws in workspaces.values())
         print(json.dumps(row), flush=True)
+    if args.profile:
+        if args.profile not in runs:
+            raise SystemExit(f"--profile {args.profile}: not among --optimizers {names}")
+        profile(runs[args.profile]["opt"], args.steps)
+
+
+def profile(opt: torch.optim.Optimizer, steps: int) -> None:
+    """torch.profiler's table of self CPU time per op over ``steps`` steps, to stderr."""
+    from torch.profiler import ProfilerActivity
+    from torch.profiler import profile as torch_profile
+
+    with torch_profile(activities=[ProfilerActivity.CPU]) as prof:
+        for _ in range(steps):
+            opt.step()
+    print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=30), file=sys.stderr)
 
 
 if __name__ == "__main__":

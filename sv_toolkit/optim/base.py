@@ -179,9 +179,9 @@ class Optimizer8bit(CheckpointMixin, torch.optim.Optimizer):
             if self._decoupled_decay(group) and group["weight_decay"] != 0:
                 torch._foreach_mul_(params, 1.0 - group["lr"] * group["weight_decay"])
             by_step: dict[tuple[int, bool, torch.device], list[torch.Tensor]] = defaultdict(list)
+            torch._foreach_add_([self.state[p]["step"] for p in params], 1.0)
             for p in params:  # batched together: parameters at the same step, layout and device
                 state = self.state[p]
-                state["step"] += 1
                 by_step[(int(state["step"].item()), self._is_8bit_state(state), p.device)].append(p)
             for (step, is_8bit, _), members in by_step.items():
                 if is_8bit:
