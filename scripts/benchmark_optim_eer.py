@@ -54,8 +54,10 @@ def summarise(results: dict[str, dict[int, dict]]) -> dict[str, dict[str, dict]]
     for opt, twin in FP32_TWIN.items():
         if opt in table and twin in table:
             for trial_list, row in table[opt].items():
-                ref = table[twin][trial_list]["mean"]
-                row["rel_diff_vs_" + twin] = (row["mean"] - ref) / ref
+                ref = table[twin][trial_list]
+                row["rel_diff_vs_" + twin] = (row["mean"] - ref["mean"]) / ref["mean"]
+                # same seed, same steps: the 8-bit run's difference from its own fp32 twin, seed by seed
+                row["paired_diff_pct"] = [a - b for a, b in zip(row["eer_pct"], ref["eer_pct"])]
     return table
 
 
@@ -87,6 +89,8 @@ def main() -> None:
     for opt, rows in table.items():
         for trial_list, row in rows.items():
             rel = next((f"  {k}: {v:+.1%}" for k, v in row.items() if k.startswith("rel_diff")), "")
+            if "paired_diff_pct" in row:
+                rel += "  per seed: [" + ", ".join(f"{d:+.2f}" for d in row["paired_diff_pct"]) + "]"
             eers = ", ".join(f"{e:.2f}" for e in row["eer_pct"])
             print(f"{opt:10s} {trial_list:10s} EER% [{eers}] mean {row['mean']:.2f} std {row['std']:.2f}{rel}")
     print(f"summary: {out}")
