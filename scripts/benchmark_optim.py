@@ -5,8 +5,11 @@ Prints one JSON line per optimizer. Example (resnet34, 6.6M parameters):
     python scripts/benchmark_optim.py --model resnet34 --optimizers adam,adam8bit,adam8bit_compiled,sgd,sgd8bit
 
 Step time is the median over ``--repeats`` rounds; each round times ``--steps`` steps of every optimizer in
-turn (interleaved, so a busy machine slows all of them alike). Gradients are fixed random tensors; only
-``optimizer.step()`` is timed. ``--model shapes:resnet34`` uses a built-in list of resnet34 parameter
+turn (interleaved, so a busy machine slows all of them alike), and a ratio to torch.optim is the median
+over rounds of the ratio within the round. Wall-clock and process CPU time are both
+reported (CPU time is the steadier figure on a shared machine, where the process is not always running);
+``load_average`` is the larger of the 1/5/15-minute load averages before and after the timed rounds.
+Gradients are fixed random tensors; only ``optimizer.step()`` is timed. ``--model shapes:resnet34`` uses a built-in list of resnet34 parameter
 shapes when sv_toolkit.models is unavailable.
 """
 
@@ -14,7 +17,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
+import sys
 import time
 from typing import Callable
 
@@ -82,6 +87,8 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=5, help="timed steps per round")
     parser.add_argument("--repeats", type=int, default=7, help="rounds; the median is reported")
     parser.add_argument("--threads", type=int, default=0, help="torch.set_num_threads (0: leave as is)")
+    parser.add_argument("--profile", default="", help="after timing, print torch.profiler's per-op table of "
+                                                         "--steps steps of this optimizer to stderr")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -104,18 +111,22 @@ def main() -> None:
         t0 = time.perf_counter()
         opt.step()  # creates the states (and compiles, for *_compiled)
         first = time.perf_counter() - t0
-        runs[name] = dict(opt=opt, params=params, first_step_s=first, times=[])
+        runs[name] = dict(opt=opt, params=params, first_step_s=first, times=[], cpu_times=[])
+    load_before = os.getloadavg()
     for _ in range(args.repeats):
         for name in names:
             opt = runs[name]["opt"]
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             for _ in range(args.steps):
                 opt.step()
             runs[name]["times"].append((time.perf_counter() - t0) / args.steps)
+            runs[name]["cpu_times"].append((time.process_time() - c0) / args.steps)
+    load = [round(max(a, b), 2) for a, b in zip(load_before, os.getloadavg())]
     n_all = sum(p.numel() for p in base)
     n_large = sum(p.numel() for p in base if p.numel() >= LARGE)
     reference = {"adam": "adam", "adamw": "adamw", "sgd": "sgd"}
     medians = {name: statistics.median(r["times"]) for name, r in runs.items()}
+    cpu_medians = {name: statistics.median(r["cpu_times"]) for name, r in runs.items()}
     for name, r in runs.items():
         ref = reference.get(name.split("8bit")[0])
         row = {
@@ -125,14 +136,33 @@ def main() -> None:
             "state_bytes_per_param_all": round(state_bytes(r["opt"], r["params"], False) / n_all, 5),
             "step_ms_median": round(medians[name] * 1e3, 2),
             "step_ms_all": [round(t * 1e3, 2) for t in r["times"]],
+            "step_cpu_ms_median": round(cpu_medians[name] * 1e3, 2),
             "first_step_s": round(r["first_step_s"], 2),
+            "load_average": load,
         }
-        if ref and ref != name and ref in medians:
-            row["step_time_ratio_vs_" + ref] = round(medians[name] / medians[ref], 2)
+        if ref and ref != name and ref in medians:  # median over rounds of the ratio within each round
+            for key, times in (("step_time_ratio_vs_", "times"), ("step_cpu_time_ratio_vs_", "cpu_times")):
+                ratios = [a / b for a, b in zip(r[times], runs[ref][times])]
+                row[key + ref] = round(statistics.median(ratios), 2)
         workspaces = getattr(r["opt"], "_workspaces", {})
         if workspaces:
             row["workspace_bytes"] = sum(ws.nbytes() for ws in workspaces.values())
         print(json.dumps(row), flush=True)
+    if args.profile:
+        if args.profile not in runs:
+            raise SystemExit(f"--profile {args.profile}: not among --optimizers {names}")
+        profile(runs[args.profile]["opt"], args.steps)
+
+
+def profile(opt: torch.optim.Optimizer, steps: int) -> None:
+    """torch.profiler's table of self CPU time per op over ``steps`` steps, to stderr."""
+    from torch.profiler import ProfilerActivity
+    from torch.profiler import profile as torch_profile
+
+    with torch_profile(activities=[ProfilerActivity.CPU]) as prof:
+        for _ in range(steps):
+            opt.step()
+    print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=30), file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import math
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 import torch
 
-from sv_toolkit.optim.base import MIN_8BIT_SIZE, Optimizer8bit
+from sv_toolkit.optim.base import MIN_8BIT_SIZE, Optimizer8bit, decay_
 from sv_toolkit.optim.blockwise import DEFAULT_BLOCK_SIZE
 from sv_toolkit.optim.chunking import DEFAULT_CHUNK_SIZE
 from sv_toolkit.optim.compiled import FusedMath, adam_math
@@ -17,9 +17,10 @@ class Adam8bit(Optimizer8bit):
     """torch.optim.Adam with 8-bit states; ``weight_decay`` is L2 (added to the gradient) like torch's Adam.
 
     Extra keyword options: ``block_size`` (256), ``min_8bit_size`` (4096: smaller tensors keep fp32
-    states), ``nonfinite_grad`` ("skip" or "raise"), ``chunk_size`` (elements per batched workspace) and
-    ``compile`` (torch.compile the fused 8-bit chunk update). Param groups accept ``fp32_states=True``;
-    :meth:`keep_fp32_states` does the same for single parameters.
+    states), ``nonfinite_grad`` ("skip" or "raise", see :class:`Optimizer8bit`), ``chunk_size`` (elements
+    per batched workspace), ``compile`` (torch.compile the 8-bit chunk update) and ``backend`` ("torch",
+    or "bitsandbytes" for its fused CUDA kernels). Param groups accept ``block_size``, ``min_8bit_size``
+    and ``fp32_states=True``; :meth:`keep_fp32_states` keeps single parameters' states in fp32.
     """
 
     STATE_SPECS = (("exp_avg", True), ("exp_avg_sq", False))
@@ -66,15 +67,20 @@ class Adam8bit(Optimizer8bit):
                 1.0 / math.sqrt(1.0 - beta2 ** step)]
 
     def _update_moments_(self, group: dict[str, Any], grads: list[torch.Tensor],
-                         states: dict[str, list[torch.Tensor]], fresh: bool) -> None:
+                         states: dict[str, list[torch.Tensor]], scales: dict[str, list[torch.Tensor]] | None,
+                         fresh: bool) -> None:
         beta1, beta2 = group["betas"]
-        torch._foreach_lerp_(states["exp_avg"], grads, 1.0 - beta1)
-        torch._foreach_mul_(states["exp_avg_sq"], beta2)
-        torch._foreach_addcmul_(states["exp_avg_sq"], grads, grads, 1.0 - beta2)
+        exp_avg, exp_avg_sq = states["exp_avg"], states["exp_avg_sq"]
+        decay_(exp_avg, beta1, scales["exp_avg"] if scales else None)
+        torch._foreach_add_(exp_avg, grads, alpha=1.0 - beta1)
+        decay_(exp_avg_sq, beta2, scales["exp_avg_sq"] if scales else None)
+        torch._foreach_addcmul_(exp_avg_sq, grads, grads, 1.0 - beta2)
 
     def _apply_update_(self, group: dict[str, Any], params: list[torch.Tensor], grads: list[torch.Tensor],
-                       states: dict[str, list[torch.Tensor]], step: int,
-                       scratch: list[torch.Tensor] | None) -> None:
+                       states: dict[str, list[torch.Tensor]], step: int, scratch: list[torch.Tensor] | None,
+                       split: Callable[[list[torch.Tensor]], list[torch.Tensor]]) -> None:
+        # p -= lr / bias1 * m / (sqrt(v) / sqrt(bias2) + eps), written with one pass fewer as
+        # p -= (lr * sqrt(bias2) / bias1) * m / (sqrt(v) + eps * sqrt(bias2))
         beta1, beta2 = group["betas"]
         bias1 = 1.0 - beta1 ** step
         bias2_sqrt = math.sqrt(1.0 - beta2 ** step)
@@ -82,11 +88,10 @@ class Adam8bit(Optimizer8bit):
             denom = torch._foreach_sqrt(states["exp_avg_sq"])
         else:
             denom = scratch
-            for out, v in zip(scratch, states["exp_avg_sq"]):
+            for out, v in zip(denom, states["exp_avg_sq"]):
                 torch.sqrt(v, out=out)
-        torch._foreach_div_(denom, bias2_sqrt)
-        torch._foreach_add_(denom, group["eps"])
-        torch._foreach_addcdiv_(params, states["exp_avg"], denom, -group["lr"] / bias1)
+        torch._foreach_add_(denom, group["eps"] * bias2_sqrt)
+        torch._foreach_addcdiv_(params, split(states["exp_avg"]), split(denom), -group["lr"] * bias2_sqrt / bias1)
 
 
 class AdamW8bit(Adam8bit):

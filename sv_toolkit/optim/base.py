@@ -3,8 +3,9 @@
 A subclass names its states (``STATE_SPECS``: name and whether its code book is signed) and writes its
 math twice at most: ``_update_moments_`` (in-place on fp32 states, foreach lists) and ``_apply_update_``
 (in-place on parameters). The same two methods serve the fp32 states of small tensors (one list entry per
-parameter) and the 8-bit states (one list entry per flat workspace or per segment), so the two paths
-cannot drift apart.
+parameter) and the 8-bit states (one list entry per flat workspace, decoded states still normalised by
+their block absmax, which ``decay_`` folds into the first multiplication), so the two paths cannot drift
+apart.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from typing import Any, Callable, Iterable
 import torch
 
 from sv_toolkit.optim.bnb_backend import bnb_update_, check_bitsandbytes_backend
-from sv_toolkit.optim.blockwise import DEFAULT_BLOCK_SIZE, get_codec, num_blocks
+from sv_toolkit.optim.blockwise import DEFAULT_BLOCK_SIZE, check_block_size, get_codec, num_blocks
 from sv_toolkit.optim.chunking import (DEFAULT_CHUNK_SIZE, Chunk, Workspace, flat_view, grad_flat_view,
                                        plan_chunks)
 from sv_toolkit.optim.checkpoint import CheckpointMixin
@@ -28,7 +29,14 @@ _COMPILED: dict[tuple[Any, ...], Callable[..., Any]] = {}  # compiled chunk kern
 
 
 class Optimizer8bit(CheckpointMixin, torch.optim.Optimizer):
-    """Base class: block-wise 8-bit states for tensors >= ``min_8bit_size`` elements, fp32 for the rest."""
+    """Base class: block-wise 8-bit states for tensors >= ``min_8bit_size`` elements, fp32 for the rest.
+
+    Non-finite gradients: before touching anything, ``step()`` checks every gradient. If one holds a NaN or
+    an infinity, ``nonfinite_grad="skip"`` (default) leaves all parameters and states (step counts too)
+    unchanged, counts the step in ``skipped_steps`` and warns (RuntimeWarning) with the offending
+    parameters' positions; ``"raise"`` raises FloatingPointError instead. Under AMP, GradScaler skips such
+    steps itself (it does not call ``step()``), so this policy only sees gradients GradScaler let through.
+    """
 
     STATE_SPECS: tuple[tuple[str, bool], ...] = ()
     TORCH_OPTIMIZER: type[torch.optim.Optimizer] = torch.optim.Optimizer
@@ -38,12 +46,11 @@ class Optimizer8bit(CheckpointMixin, torch.optim.Optimizer):
                  chunk_size: int = DEFAULT_CHUNK_SIZE, compile: bool = False, backend: str = "torch") -> None:
         if backend not in ("torch", "bitsandbytes"):
             raise ValueError(f"backend must be 'torch' or 'bitsandbytes', got {backend!r}")
+        check_block_size(block_size)
         if backend == "bitsandbytes":
             check_bitsandbytes_backend(block_size)
-        if not isinstance(block_size, int) or block_size < 2 or block_size % 2:
-            raise ValueError(f"block_size must be an even integer >= 2, got {block_size!r}")
-        if not isinstance(min_8bit_size, int) or min_8bit_size < 1:
-            raise ValueError(f"min_8bit_size must be a positive integer, got {min_8bit_size!r}")
+        if not isinstance(chunk_size, int) or chunk_size < block_size:
+            raise ValueError(f"chunk_size must be an integer >= block_size ({block_size}), got {chunk_size!r}")
         if nonfinite_grad not in NONFINITE_POLICIES:
             raise ValueError(f"nonfinite_grad must be one of {NONFINITE_POLICIES}, got {nonfinite_grad!r}")
         for flag in ("capturable", "differentiable"):
@@ -62,17 +69,45 @@ class Optimizer8bit(CheckpointMixin, torch.optim.Optimizer):
         self._fp32_overrides: set[int] = set()
         self._workspaces: dict[tuple[torch.device, int], Workspace] = {}
         self._plans: dict[tuple[int, ...], list[Chunk]] = {}
-        self._compiled: Callable[..., Any] | None = None
+
+    def add_param_group(self, param_group: dict[str, Any]) -> None:
+        """torch's add_param_group, with the group's 8-bit options validated."""
+        super().add_param_group(param_group)
+        group = self.param_groups[-1]
+        check_block_size(group["block_size"])
+        if not isinstance(group["min_8bit_size"], int) or group["min_8bit_size"] < 1:
+            raise ValueError(f"min_8bit_size must be a positive integer, got {group['min_8bit_size']!r}")
+        if not isinstance(group["fp32_states"], bool):
+            raise ValueError(f"fp32_states must be True or False, got {group['fp32_states']!r}")
 
     # ---- hooks for subclasses -------------------------------------------------------------------------
     def _update_moments_(self, group: dict[str, Any], grads: list[torch.Tensor],
-                         states: dict[str, list[torch.Tensor]], fresh: bool) -> None:
+                         states: dict[str, list[torch.Tensor]], scales: dict[str, list[torch.Tensor]] | None,
+                         fresh: bool) -> None:
+        """Update the states in place from the (transformed) gradients.
+
+        With ``scales`` None the states hold their values; otherwise a state tensor holds a block-wise
+        normalised value whose true value is ``state.view(-1, block_size) * scale[:, None]`` (decoded 8-bit
+        states): :func:`decay_` applies ``state <- factor * true value`` either way, so one line of math
+        serves both layouts. Afterwards every state holds its true value.
+        """
         raise NotImplementedError
 
     def _apply_update_(self, group: dict[str, Any], params: list[torch.Tensor], grads: list[torch.Tensor],
-                       states: dict[str, list[torch.Tensor]], step: int,
-                       scratch: list[torch.Tensor] | None) -> None:
+                       states: dict[str, list[torch.Tensor]], step: int, scratch: list[torch.Tensor] | None,
+                       split: Callable[[list[torch.Tensor]], list[torch.Tensor]]) -> None:
+        """Update the parameters in place from the new states.
+
+        ``grads``, ``states`` and ``scratch`` (fp32 buffers shaped like the states, or None: allocate) are
+        whole tensors: one per parameter (fp32 states) or one per workspace (8-bit states), so that
+        elementwise work runs once per workspace; ``split`` turns such a list into one view per parameter
+        segment, aligned with ``params``, for the final parameter update.
+        """
         raise NotImplementedError
+
+    def _modifies_grads(self, group: dict[str, Any]) -> bool:
+        """Whether the step writes into the gradients it is given (then fp32 states get a copy)."""
+        return bool(group.get("maximize", False)) or (group["weight_decay"] != 0 and not self._decoupled_decay(group))
 
     def _fused_math(self, group: dict[str, Any]) -> tuple[Any, FusedMath]:
         """(cache key, functional math) for the compiled chunk kernel."""
@@ -143,12 +178,12 @@ class Optimizer8bit(CheckpointMixin, torch.optim.Optimizer):
                     self._init_state_(group, p)
             if self._decoupled_decay(group) and group["weight_decay"] != 0:
                 torch._foreach_mul_(params, 1.0 - group["lr"] * group["weight_decay"])
-            by_step: dict[tuple[int, bool], list[torch.Tensor]] = defaultdict(list)
-            for p in params:
+            by_step: dict[tuple[int, bool, torch.device], list[torch.Tensor]] = defaultdict(list)
+            torch._foreach_add_([self.state[p]["step"] for p in params], 1.0)
+            for p in params:  # batched together: parameters at the same step, layout and device
                 state = self.state[p]
-                state["step"] += 1
-                by_step[(int(state["step"].item()), self._is_8bit_state(state))].append(p)
-            for (step, is_8bit), members in by_step.items():
+                by_step[(int(state["step"].item()), self._is_8bit_state(state), p.device)].append(p)
+            for (step, is_8bit, _), members in by_step.items():
                 if is_8bit:
                     self._step_8bit(group, members, step)
                 else:
@@ -162,16 +197,16 @@ class Optimizer8bit(CheckpointMixin, torch.optim.Optimizer):
             for p in group["params"]:
                 if p.grad is not None:
                     by_device[p.grad.device].append(p.grad)
-        found = False
-        for device, grads in by_device.items():
-            flag = torch.zeros(1, dtype=torch.float32, device=device)
-            # GradScaler's kernel with an unscale factor of 1: checks every element, changes nothing
-            torch._amp_foreach_non_finite_check_and_unscale_(grads, flag, torch.ones(1, device=device))
-            found = found or bool(flag.item())
-        if not found:
+        # One fp32 sum per gradient: a NaN or an infinity anywhere makes the total non-finite. A finite total
+        # proves every element finite; a non-finite one (or finite values whose sum overflows) is checked
+        # element by element. One read of each gradient, against a read and a write for GradScaler's kernel.
+        totals = [torch.stack([g.sum(dtype=torch.float32) for g in grads]).sum() for grads in by_device.values()]
+        if all(bool(torch.isfinite(t)) for t in totals):
             return True
         bad = [i for i, p in enumerate(p for g in self.param_groups for p in g["params"])
                if p.grad is not None and not bool(torch.isfinite(p.grad).all())]
+        if not bad:
+            return True
         if self.nonfinite_grad == "raise":
             raise FloatingPointError(f"{type(self).__name__}: non-finite gradient in parameter(s) at positions "
                                      f"{bad[:8]} of the optimizer's parameter list; step refused")
@@ -204,11 +239,14 @@ class Optimizer8bit(CheckpointMixin, torch.optim.Optimizer):
                 state[name] = torch.zeros_like(p, dtype=torch.float32, memory_format=torch.preserve_format)
 
     def _step_fp32(self, group: dict[str, Any], params: list[torch.Tensor], step: int) -> None:
-        grads = [p.grad.to(torch.float32, copy=True) for p in params]
+        if self._modifies_grads(group):
+            grads = [p.grad.to(torch.float32, copy=True) for p in params]
+        else:
+            grads = [p.grad.to(torch.float32) for p in params]
         self._grad_transform_(group, grads, params)
         states = {name: [self.state[p][name] for p in params] for name, _ in self.STATE_SPECS}
-        self._update_moments_(group, grads, states, step == 1)
-        self._apply_update_(group, params, grads, states, step, None)
+        self._update_moments_(group, grads, states, None, step == 1)
+        self._apply_update_(group, params, grads, states, step, None, lambda tensors: tensors)
 
     def _workspace(self, device: torch.device, block_size: int, needed: int) -> Workspace:
         key = (device, block_size)
@@ -222,6 +260,7 @@ class Optimizer8bit(CheckpointMixin, torch.optim.Optimizer):
     def _step_8bit(self, group: dict[str, Any], params: list[torch.Tensor], step: int) -> None:
         bs = group["block_size"]
         if self.backend == "bitsandbytes" and params[0].is_cuda:
+            check_bitsandbytes_backend(bs)
             names = tuple(n for n, _ in self.STATE_SPECS)
             books = [get_codec(sg, params[0].device).book for _, sg in self.STATE_SPECS]
             for p in params:
@@ -246,53 +285,51 @@ class Optimizer8bit(CheckpointMixin, torch.optim.Optimizer):
 
     def _run_chunk(self, group: dict[str, Any], chunk: Chunk, ws: Workspace, flats: list[torch.Tensor],
                    grads: list[torch.Tensor], states: list[dict[str, Any]], step: int) -> None:
-        n, segs = chunk.used, chunk.segments
-        p_views = [flats[s.index][sl] for s, sl in zip(segs, chunk.src_slices)]
-        g_views = [ws.grad[sl] for sl in chunk.ws_slices]
-
-        def gather(sources: list[torch.Tensor], out: torch.Tensor, fill: float) -> None:
-            parts = [sources[i][chunk.src_slices[i]] if i >= 0 else ws.padding(-i, out.dtype, fill)
-                     for i in chunk.layout]
-            torch.cat(parts, out=out[:n])
-
-        gather([grads[s.index] for s in segs], ws.grad, 0.0)
+        """One workspace load: gather gradient, codes and absmax; update; scatter codes, absmax, parameters."""
+        p_views = chunk.source_views(flats)
+        chunk.gather_(grads, ws.grad, lambda length: ws.padding(length, grads[0].dtype, 0.0))
+        g_views = chunk.segment_views(ws.grad)
         self._grad_transform_(group, g_views, p_views)
-        for name, signed in self.STATE_SPECS:
-            codec = get_codec(signed, ws.device)
-            codes, absmax = ws.codes[name], ws.absmax[name][chunk.ws_blocks]
-            gather([states[s.index][f"{name}_codes"] for s in segs], codes, codec.zero_code)
-            torch.cat([states[s.index][f"{name}_absmax"][r] for s, r in zip(segs, chunk.src_blocks)], out=absmax)
-        if self.compile:
-            new_codes, new_absmax = self._run_compiled(group, ws, p_views, chunk, step)
-        else:
-            new_codes, new_absmax = self._run_eager(group, ws, p_views, g_views, chunk, step)
-        for name, _ in self.STATE_SPECS:
-            codes, absmax = new_codes[name], new_absmax[name]
-            torch._foreach_copy_([states[s.index][f"{name}_codes"][sl] for s, sl in zip(segs, chunk.src_slices)],
-                                 [codes[sl] for sl in chunk.ws_slices])
-            block_views = torch.split(absmax[chunk.ws_blocks], [r.stop - r.start for r in chunk.src_blocks])
-            torch._foreach_copy_([states[s.index][f"{name}_absmax"][r] for s, r in zip(segs, chunk.src_blocks)],
-                                 list(block_views))
+        per_param = {name: ([st[f"{name}_codes"] for st in states], [st[f"{name}_absmax"] for st in states])
+                     for name, _ in self.STATE_SPECS}
+        for name, signed in self.STATE_SPECS:  # codes widened to int32 on the way: the decoder's index
+            zero = get_codec(signed, ws.device).zero_code
+            codes, absmax = per_param[name]
+            chunk.gather_(codes, ws.codes[name], lambda length: ws.padding(length, torch.uint8, zero))
+            torch.cat(chunk.source_block_views(absmax), out=ws.absmax[name][: chunk.blocks])
 
-    def _run_eager(self, group: dict[str, Any], ws: Workspace, p_views: list[torch.Tensor],
-                   g_views: list[torch.Tensor], chunk: Chunk,
-                   step: int) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
-        n, bs = chunk.used, ws.block_size
+        def scatter(name: str, new_codes: torch.Tensor, new_absmax: torch.Tensor) -> None:
+            codes, absmax = per_param[name]
+            torch._foreach_copy_(chunk.source_views(codes), chunk.segment_views(new_codes))
+            torch._foreach_copy_(chunk.source_block_views(absmax), chunk.block_views(new_absmax))
+
+        if self.compile:
+            for name, (new_codes, new_absmax) in self._run_compiled(group, ws, p_views, chunk, step).items():
+                scatter(name, new_codes, new_absmax)
+        else:
+            self._run_eager(group, ws, p_views, chunk, step, scatter)
+
+    def _run_eager(self, group: dict[str, Any], ws: Workspace, p_views: list[torch.Tensor], chunk: Chunk,
+                   step: int, scatter: Callable[[str, torch.Tensor, torch.Tensor], None]) -> None:
+        """Decode -> fp32 update (block scales folded into the moment decay) -> encode, in workspace buffers."""
+        n, nb, bs = chunk.used, chunk.blocks, ws.block_size
+        names = [name for name, _ in self.STATE_SPECS]
         for name, signed in self.STATE_SPECS:
-            get_codec(signed, ws.device).decode_(ws.codes[name][:n], ws.absmax[name][chunk.ws_blocks],
-                                                 ws.values[name][:n], bs, ws.scratch[0])
-        whole = {name: [ws.values[name][:n]] for name, _ in self.STATE_SPECS}
-        self._update_moments_(group, [ws.grad[:n]], whole, step == 1)
-        seg_states = {name: [ws.values[name][sl] for sl in chunk.ws_slices] for name, _ in self.STATE_SPECS}
-        self._apply_update_(group, p_views, g_views, seg_states, step,
-                            [ws.update[sl] for sl in chunk.ws_slices])
-        for name, signed in self.STATE_SPECS:
-            get_codec(signed, ws.device).encode_(ws.values[name][:n], ws.codes[name][:n],
-                                                 ws.absmax[name][chunk.ws_blocks], bs, ws.scratch)
-        return ws.codes, ws.absmax
+            get_codec(signed, ws.device).decode_(ws.codes[name][:n], ws.values[name][:n])
+        whole = {name: [ws.values[name][:n]] for name in names}
+        scales = {name: [ws.absmax[name][:nb]] for name in names}
+        self._update_moments_(group, [ws.grad[:n]], whole, scales, step == 1)
+        self._apply_update_(group, p_views, [ws.grad[:n]], whole, step, [ws.update[:n]],
+                            lambda tensors: chunk.segment_views(tensors[0]))
+        for name, signed in self.STATE_SPECS:  # the int32 scratch is reused by the next state: scatter now
+            absmax = ws.absmax[name][:nb]
+            codes = get_codec(signed, ws.device).encode_(ws.values[name][:n], absmax, bs,
+                                                          (ws.codes[name], ws.update.view(torch.int32), ws.low))
+            scatter(name, codes, absmax)
 
     def _run_compiled(self, group: dict[str, Any], ws: Workspace, p_views: list[torch.Tensor], chunk: Chunk,
-                      step: int) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+                      step: int) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+        """The fused compiled kernel over the whole workspace (static shapes: one compilation)."""
         math_key, math = self._fused_math(group)
         key = (type(self).__name__, math_key, ws.block_size, ws.size, ws.device)
         kernel = _COMPILED.get(key)
@@ -301,8 +338,31 @@ class Optimizer8bit(CheckpointMixin, torch.optim.Optimizer):
             _COMPILED[key] = kernel
         names = [name for name, _ in self.STATE_SPECS]
         codecs = [get_codec(sg, ws.device) for _, sg in self.STATE_SPECS]
+        for name, codec in zip(names, codecs):
+            codec.decode_(ws.codes[name], ws.values[name])
         hyper = torch.tensor(self._fused_hyper(group, step, step == 1), dtype=torch.float32, device=ws.device)
-        direction, codes, absmax = kernel(ws.grad, [ws.codes[n] for n in names], [ws.absmax[n] for n in names],
-                                          [c.book for c in codecs], [c.encode_table for c in codecs], hyper)
-        torch._foreach_add_(p_views, [direction[sl] for sl in chunk.ws_slices])
-        return dict(zip(names, codes)), dict(zip(names, absmax))
+        kernel(ws.grad, [ws.codes[n] for n in names], [ws.absmax[n] for n in names],
+               [ws.values[n] for n in names], ws.update, [c.encode_table for c in codecs], hyper)
+        torch._foreach_add_(p_views, chunk.segment_views(ws.update))
+        return {name: (ws.codes[name], ws.absmax[name]) for name in names}
+
+
+def decay_add_(states: list[torch.Tensor], factor: float, scales: list[torch.Tensor] | None,
+               others: list[torch.Tensor], alpha: float) -> None:
+    """``state <- factor * state (* scale, block-wise) + alpha * other``; one pass when scaled and alpha is 1."""
+    if scales is None or alpha != 1.0:
+        decay_(states, factor, scales)
+        torch._foreach_add_(states, others, alpha=alpha)
+        return
+    for state, scale, other in zip(states, scales, others):
+        blocks = state.view(scale.numel(), -1)
+        torch.addcmul(other.view_as(blocks), blocks, (scale * factor)[:, None], out=blocks)
+
+
+def decay_(states: list[torch.Tensor], factor: float, scales: list[torch.Tensor] | None) -> None:
+    """``state <- factor * state`` in place; with ``scales``, ``state <- factor * state * scale`` block-wise."""
+    if scales is None:
+        torch._foreach_mul_(states, factor)
+        return
+    for state, scale in zip(states, scales):
+        state.view(scale.numel(), -1).mul_((scale * factor)[:, None])

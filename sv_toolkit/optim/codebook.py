@@ -65,14 +65,3 @@ def largest_half_gap(signed: bool) -> float:
     """Largest distance from a value in the book's range to its nearest code (half the widest gap)."""
     book = _codebook64(signed)
     return float((book[1:] - book[:-1]).max() / 2.0)
-
-
-def nearest_code_reference(values: torch.Tensor, signed: bool) -> torch.Tensor:
-    """Nearest-code index by brute force over all 256 codes (ties go to the lower index). Slow; for tests."""
-    book = _codebook64(signed).to(values.device)
-    flat = values.detach().reshape(-1).to(torch.float64)
-    out = torch.empty(flat.numel(), dtype=torch.uint8, device=values.device)
-    for start in range(0, flat.numel(), 1 << 16):
-        part = flat[start:start + (1 << 16)]
-        out[start:start + part.numel()] = (part[:, None] - book[None, :]).abs().argmin(dim=1).to(torch.uint8)
-    return out.reshape(values.shape)

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 import torch
 
-from sv_toolkit.optim.base import MIN_8BIT_SIZE, Optimizer8bit
+from sv_toolkit.optim.base import MIN_8BIT_SIZE, Optimizer8bit, decay_add_
 from sv_toolkit.optim.blockwise import DEFAULT_BLOCK_SIZE
 from sv_toolkit.optim.chunking import DEFAULT_CHUNK_SIZE
 from sv_toolkit.optim.compiled import FusedMath, sgd_math
@@ -58,24 +58,28 @@ class SGD8bit(Optimizer8bit):
         return [group["momentum"], 1.0 - group["dampening"], -group["lr"], group["momentum"]]
 
     def _update_moments_(self, group: dict[str, Any], grads: list[torch.Tensor],
-                         states: dict[str, list[torch.Tensor]], fresh: bool) -> None:
+                         states: dict[str, list[torch.Tensor]], scales: dict[str, list[torch.Tensor]] | None,
+                         fresh: bool) -> None:
         bufs = states["momentum_buffer"]
         if fresh:  # torch: the first buffer is the gradient, undampened (the stored buffer is zero here)
             torch._foreach_copy_(bufs, grads)
             return
-        torch._foreach_mul_(bufs, group["momentum"])
-        torch._foreach_add_(bufs, grads, alpha=1.0 - group["dampening"])
+        decay_add_(bufs, group["momentum"], scales["momentum_buffer"] if scales else None, grads,
+                   1.0 - group["dampening"])
 
     def _apply_update_(self, group: dict[str, Any], params: list[torch.Tensor], grads: list[torch.Tensor],
-                       states: dict[str, list[torch.Tensor]], step: int,
-                       scratch: list[torch.Tensor] | None) -> None:
+                       states: dict[str, list[torch.Tensor]], step: int, scratch: list[torch.Tensor] | None,
+                       split: Callable[[list[torch.Tensor]], list[torch.Tensor]]) -> None:
         bufs = states["momentum_buffer"]
         if group["nesterov"]:
             torch._foreach_add_(grads, bufs, alpha=group["momentum"])  # grads are our own copies
             direction = grads
         else:
             direction = bufs
-        torch._foreach_add_(params, direction, alpha=-group["lr"])
+        torch._foreach_add_(params, split(direction), alpha=-group["lr"])
+
+    def _modifies_grads(self, group: dict[str, Any]) -> bool:
+        return bool(group["nesterov"]) or super()._modifies_grads(group)
 
     def _torch_state_entry(self, state: dict[str, Any], dense: dict[str, torch.Tensor]) -> dict[str, Any]:
         return dict(dense)  # torch.optim.SGD keeps only momentum_buffer

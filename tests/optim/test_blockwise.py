@@ -5,24 +5,38 @@ import pytest
 import torch
 
 from sv_toolkit.optim.blockwise import dequantize_blockwise, nearest_code, quantize_blockwise
-from sv_toolkit.optim.codebook import code_midpoints, dynamic_codebook, largest_half_gap, nearest_code_reference
+from sv_toolkit.optim.codebook import code_midpoints, dynamic_codebook, largest_half_gap
+
+from quantisation_reference import nearest_code_reference
 
 
 def _hard_values(signed: bool, n: int = 60_000) -> torch.Tensor:
-    """Uniform values, values spread over 9 decades, the codes and the thresholds themselves."""
+    """Values in [-1, 1] ([0, 1] unsigned) where a nearest-code rounding can go wrong.
+
+    Uniform values; values spread over 9 decades; random fp32 bit patterns (every bucket of the encode
+    table, subnormals included); the codes; every midpoint between neighbouring codes, its fp32 rounding
+    down and up and the fp32 neighbours of those; decade boundaries; zeros (-0.0 too) and the absmax
+    edges +-1 and their neighbours; and, for the signed book, all of these negated.
+    """
     g = torch.Generator().manual_seed(0)
     uniform = torch.rand(n, generator=g)
     spread = torch.rand(n, generator=g) * torch.pow(10.0, -9.0 * torch.rand(n, generator=g))
+    bits = torch.randint(0, 0x3F800001, (n,), generator=g, dtype=torch.int64).to(torch.int32).view(torch.float32)
     book = dynamic_codebook(signed)
-    mids = code_midpoints(signed).float()
-    edges = torch.cat([mids, torch.nextafter(mids, torch.full_like(mids, 2.0)),
-                       torch.nextafter(mids, torch.full_like(mids, -2.0))])
-    values = torch.cat([uniform, spread, book, edges, torch.tensor([0.0, 1.0, 1e-45, 1e-38])])
+    mids64 = code_midpoints(signed)
+    mids = mids64.float()
+    down = torch.where(mids.double() > mids64, torch.nextafter(mids, torch.zeros_like(mids)), mids)
+    up = torch.nextafter(down, torch.ones_like(down))
+    near = torch.cat([mids, down, up, torch.nextafter(up, torch.ones_like(up)),
+                      torch.nextafter(down, torch.zeros_like(down))])
+    decades = torch.tensor([10.0 ** -k for k in range(8)])
+    decades = torch.cat([decades, torch.nextafter(decades, torch.zeros(8)), torch.nextafter(decades, torch.ones(8))])
+    edges = torch.tensor([0.0, -0.0, 1.0, float(torch.nextafter(torch.tensor(1.0), torch.tensor(0.0))),
+                          1e-45, 1e-40, 1e-38, 1.2e-38])
+    values = torch.cat([uniform, spread, bits, book.abs(), near, decades, edges]).clamp(max=1.0)
     if signed:
-        sign = torch.where(torch.rand(values.numel(), generator=g) < 0.5, -1.0, 1.0)
-        values = torch.cat([values * sign, edges, -book.abs()])
-    lo = float(book[0])
-    return values.clamp(lo, 1.0)
+        values = torch.cat([values, -values])
+    return values
 
 
 @pytest.mark.parametrize("signed", [True, False])

@@ -9,19 +9,33 @@ import torch
 from sv_toolkit.optim import Adam8bit, SGD8bit
 
 
+CASES = [(Adam8bit, dict(lr=1e-2, weight_decay=0.01)), (SGD8bit, dict(lr=0.1, momentum=0.9, nesterov=True))]
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("cls,kw", [(Adam8bit, dict(lr=1e-2, weight_decay=0.01)),
-                                    (SGD8bit, dict(lr=0.1, momentum=0.9, nesterov=True))])
+@pytest.mark.parametrize("cls,kw", CASES)
 def test_compiled_step_matches_eager(cls, kw) -> None:
+    _compare_compiled_with_eager(cls, kw, "cpu")
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("cls,kw", CASES)
+def test_compiled_step_matches_eager_on_cuda(cls, kw) -> None:
+    if not torch.cuda.is_available():
+        pytest.skip("needs CUDA")
+    _compare_compiled_with_eager(cls, kw, "cuda")
+
+
+def _compare_compiled_with_eager(cls, kw, device: str) -> None:
     g = torch.Generator().manual_seed(0)
     sizes = (20000, 4097, 100)
-    eager_params = [torch.nn.Parameter(torch.randn(n, generator=g) * 0.1) for n in sizes]
+    eager_params = [torch.nn.Parameter((torch.randn(n, generator=g) * 0.1).to(device)) for n in sizes]
     comp_params = [torch.nn.Parameter(p.detach().clone()) for p in eager_params]
     eager = cls(eager_params, chunk_size=1 << 14, **kw)
     compiled = cls(comp_params, chunk_size=1 << 14, compile=True, **kw)
     for step in range(3):
         for p, q in zip(eager_params, comp_params):
-            p.grad = torch.randn(p.shape, generator=g)
+            p.grad = torch.randn(p.shape, generator=g).to(device)
             q.grad = p.grad.clone()
         eager.step()
         compiled.step()

@@ -14,9 +14,10 @@ from sv_toolkit.optim.codebook import largest_half_gap
 SIZES = (5000, 4097, 300, 70000)  # 8-bit, ragged 8-bit, fp32 (small), split across chunks
 
 
-def _params(seed: int = 0, dtype: torch.dtype = torch.float32) -> list[torch.nn.Parameter]:
+def _params(seed: int = 0, dtype: torch.dtype = torch.float32,
+            sizes: tuple[int, ...] = SIZES) -> list[torch.nn.Parameter]:
     g = torch.Generator().manual_seed(seed)
-    return [torch.nn.Parameter((torch.randn(n, generator=g) * 0.1).to(dtype)) for n in SIZES]
+    return [torch.nn.Parameter((torch.randn(n, generator=g) * 0.1).to(dtype)) for n in sizes]
 
 
 def _set_grads(params: list[torch.Tensor], seed: int) -> None:
@@ -46,9 +47,22 @@ def _state_matches(opt, p, name, signed, expected: torch.Tensor) -> None:
 
 @pytest.mark.parametrize("cls,wd", [(Adam8bit, 0.0), (Adam8bit, 0.1), (AdamW8bit, 0.1)])
 def test_adam_step_equals_fp32_reference_on_dequantised_states(cls, wd) -> None:
-    params = _params()
+    _check_adam_step(cls, wd, _params())
+
+
+def test_every_size_takes_the_reference_step_in_8_bits() -> None:
+    """Sizes around one block and around min_8bit_size, all of them 8-bit here (min_8bit_size=1)."""
+    params = _params(sizes=(1, 255, 256, 257, 4095, 4096, 4097))
+    _check_adam_step(Adam8bit, 0.0, params, min_8bit_size=1)
+    params = _params(sizes=(1, 255, 256, 257, 4095, 4096, 4097))
+    _check_sgd_steps(params, dict(nesterov=True), min_8bit_size=1)
+
+
+def _check_adam_step(cls, wd: float, params: list[torch.nn.Parameter], **kw) -> None:
     lr, (b1, b2), eps = 1e-2, (0.9, 0.99), 1e-8
-    opt = cls(params, lr=lr, betas=(b1, b2), eps=eps, weight_decay=wd, chunk_size=1 << 15)
+    opt = cls(params, lr=lr, betas=(b1, b2), eps=eps, weight_decay=wd, chunk_size=1 << 15, **kw)
+    if kw.get("min_8bit_size") == 1:
+        assert all(opt.uses_8bit_state(p) for p in params)
     for i in range(3):
         _set_grads(params, i)
         opt.step()
@@ -74,9 +88,12 @@ def test_adam_step_equals_fp32_reference_on_dequantised_states(cls, wd) -> None:
 
 @pytest.mark.parametrize("kw", [dict(), dict(nesterov=True), dict(dampening=0.3), dict(weight_decay=0.01)])
 def test_sgd_step_equals_fp32_reference_on_dequantised_states(kw) -> None:
-    params = _params()
+    _check_sgd_steps(_params(), kw)
+
+
+def _check_sgd_steps(params: list[torch.nn.Parameter], kw: dict, **options) -> None:
     lr, mom = 0.05, 0.9
-    opt = SGD8bit(params, lr=lr, momentum=mom, chunk_size=1 << 15, **kw)
+    opt = SGD8bit(params, lr=lr, momentum=mom, chunk_size=1 << 15, **kw, **options)
     _set_grads(params, 0)
     first = [p.detach().clone() for p in params]
     opt.step()
@@ -201,6 +218,14 @@ def test_nonfinite_gradient_skip_policy(bad: float) -> None:
     assert not torch.equal(params[3], snapshot[3][0])
 
 
+def test_huge_finite_gradients_are_not_taken_for_non_finite() -> None:
+    p = torch.nn.Parameter(torch.zeros(5000))
+    opt = SGD8bit([p], lr=1e-40, momentum=0.9, nonfinite_grad="raise")
+    p.grad = torch.full_like(p, 3e38)  # finite, but their sum overflows fp32
+    opt.step()
+    assert opt.skipped_steps == 0 and bool((p < 0).all())
+
+
 def test_nonfinite_gradient_raise_policy() -> None:
     p = torch.nn.Parameter(torch.randn(5000))
     opt = SGD8bit([p], momentum=0.9, nonfinite_grad="raise")
@@ -231,6 +256,12 @@ def test_signatures_follow_torch_and_options_are_validated() -> None:
         Adam8bit(p, block_size=255)
     with pytest.raises(ValueError, match="bitsandbytes|CUDA"):
         Adam8bit(p, backend="bitsandbytes")
+    with pytest.raises(ValueError, match="block_size must be an even integer"):
+        Adam8bit([{"params": p, "block_size": 63}])
+    with pytest.raises(ValueError, match="chunk_size"):
+        SGD8bit(p, momentum=0.9, chunk_size=128)
+    with pytest.raises(ValueError, match="fp32_states"):
+        SGD8bit([{"params": p, "fp32_states": "yes"}], momentum=0.9)
 
 
 def test_lr_scheduler_and_param_groups() -> None:
