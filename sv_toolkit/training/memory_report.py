@@ -143,6 +143,7 @@ class StepMemoryMeter:
         with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
             yield
         nbytes = tensor_bytes([t for t in saved if t.untyped_storage().data_ptr() not in param_storages])
+        saved.clear()  # or the list would keep every saved tensor alive through backward (and count in the peak)
         self._activations = max(self._activations, nbytes)
 
     @contextlib.contextmanager
@@ -158,7 +159,10 @@ class StepMemoryMeter:
             torch.cuda.synchronize(self.device)
             torch.cuda.reset_peak_memory_stats(self.device)
         else:
-            tracker = LiveStorageTracker(weights + optimizer_state_bytes(self.optimizer) + grads_before)
+            states = [v for st in self.optimizer.state.values() for v in st.values() if torch.is_tensor(v)]
+            existing = params + list(self.net.buffers()) + states + ([p.grad for p in params if p.grad is not None]
+                                                                      if self.persistent_grads else [])
+            tracker = LiveStorageTracker(weights + optimizer_state_bytes(self.optimizer) + grads_before, existing)
         with tracker if tracker is not None else contextlib.nullcontext():
             yield
         peak = torch.cuda.max_memory_allocated(self.device) if cuda else tracker.peak  # type: ignore[union-attr]
