@@ -7,7 +7,7 @@ values). Two implementations:
 
 - :class:`StoreFeatureSource`: the memory-mapped fbank written once by the features stage.
 - :class:`AudioFeatureSource`: audio files read with soundfile and turned into fbank on the fly
-  (``sv_toolkit.features.compute_fbank``), for corpora whose features are not stored and for the CLIs.
+  (``sv_toolkit.features.utterance_fbank``), for corpora whose features are not stored and for the CLIs.
 """
 from __future__ import annotations
 
@@ -16,8 +16,8 @@ from typing import Mapping, Protocol, Sequence
 
 import numpy as np
 
-from sv_toolkit.data.audio import audio_info, read_audio
-from sv_toolkit.features import compute_fbank
+from sv_toolkit.data.audio import audio_info
+from sv_toolkit.features import utterance_fbank
 from sv_toolkit.features.store import FbankSettings, FeatureStore
 
 
@@ -105,10 +105,7 @@ class AudioFeatureSource:
         return self._frames.copy()
 
     def features(self, i: int) -> np.ndarray:
-        s = self.settings
-        wave, _ = read_audio(self.paths[i], expected_sample_rate=s.sample_rate)
-        fb = compute_fbank(wave, s.sample_rate, s.num_mel_bins, s.frame_length_ms, s.frame_shift_ms, dither=0.0)
-        return fb.numpy()
+        return utterance_fbank(self.paths[i], self.settings, cmn=False).numpy()  # CMN comes with the batching
 
 
 def audio_source_from_list(lines: Sequence[str], settings: FbankSettings = FbankSettings()) -> AudioFeatureSource:
