@@ -52,9 +52,12 @@ class TrainData:
     mode: str
     epoch_source: EpochSampler | ShardChunkDataset
     grad_accum: int = 1
-    # micro-batches per step of epoch_source: grad_accum for the samplers (they count optimizer steps), 1 for the
-    # shard stream (it counts the DataLoader's batches, which are micro-batches)
-    source_step_batches: int = 1
+
+    @property
+    def source_step_batches(self) -> int:
+        """Micro-batches per step of ``epoch_source``: the samplers count optimizer steps, the shard stream
+        counts the DataLoader's batches, which are micro-batches."""
+        return 1 if self.mode == "shards" else self.grad_accum
 
     def set_epoch(self, epoch: int, start_step: int = 0) -> None:
         """Shuffle for ``epoch``; the next pass over the loader starts at optimizer step ``start_step`` of it."""
@@ -138,7 +141,7 @@ def build_train_data(cfg: DictConfig, rank: int = 0, world_size: int = 1, seed: 
         # Fresh workers each epoch: they take the dataset's epoch with them (a persistent worker would not).
         loader = DataLoader(dataset, persistent_workers=False, **common)
         data = TrainData(loader, num_classes, len(speakers), shards.num_utterances,
-                         dataset.steps_per_epoch // t.grad_accum, fmt, dataset, t.grad_accum, 1)
+                         dataset.steps_per_epoch // t.grad_accum, fmt, dataset, t.grad_accum)
     else:
         if fmt == "features":
             _check_no_wave_augment(cfg, f"stored fbank ({d.feature_dir})")
@@ -153,7 +156,7 @@ def build_train_data(cfg: DictConfig, rank: int = 0, world_size: int = 1, seed: 
         sampler = EpochSampler(num_utts, t.batch_size, rank, world_size, seed, t.chunks_per_utterance)
         loader = DataLoader(dataset, sampler=sampler, persistent_workers=t.num_workers > 0, **common)
         data = TrainData(loader, num_classes, len(speakers), num_utts, sampler.steps_per_epoch, fmt, sampler,
-                         t.grad_accum, t.grad_accum)
+                         t.grad_accum)
     if data.steps_per_epoch == 0:
         raise ValueError(f"the training shards give fewer than trainer.grad_accum={t.grad_accum} micro-batches of "
                          f"{micro} per rank; lower trainer.batch_size or trainer.grad_accum")

@@ -89,7 +89,7 @@ def _train_data(num_workers: int, grad_accum: int) -> TrainData:
     sampler = EpochSampler(20, 4, seed=2)
     loader = DataLoader(_SeededItems(), sampler=sampler, batch_size=4 // grad_accum, drop_last=True,
                         num_workers=num_workers)
-    return TrainData(loader, 20, 20, 20, sampler.steps_per_epoch, "features", sampler, grad_accum, grad_accum)
+    return TrainData(loader, 20, 20, 20, sampler.steps_per_epoch, "features", sampler, grad_accum)
 
 
 @pytest.mark.parametrize("num_workers", [0, 2])

@@ -35,7 +35,7 @@ def _setup(corpus: Path, out_dir: Path, grad_accum: int = 1, checkpoint_every: i
     sampler = EpochSampler(len(store), 8, seed=11)
     batches = DataLoader(dataset, sampler=sampler, batch_size=8 // grad_accum, drop_last=True)
     loader = TrainData(batches, len(speakers), len(speakers), len(store), sampler.steps_per_epoch, "features",
-                       sampler, grad_accum, grad_accum)
+                       sampler, grad_accum)
     model = build_model("resnet10", base_width=4, embed_dim=16)
     head = AAMSoftmax(16, len(speakers))
     optimizer = torch.optim.SGD(list(model.parameters()) + list(head.parameters()), lr=0.1, momentum=0.9,
