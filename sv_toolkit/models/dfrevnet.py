@@ -3,9 +3,8 @@
 Type I (``_i``)
     Every DF-ResNet block already preserves its shape, so each stage becomes one run of coupling
     blocks (one autograd Function per stage); the four stride-2 downsampling convolutions stay ordinary
-    and store their inputs. F and G are inverted bottlenecks on half the channels
-    (1x1 d/2 -> m, depthwise 3x3 m, 1x1 m -> d/2, BN after each, ReLU after the first two) with m solved
-    so that F + G have the parameters of the vanilla block (m ~ 4d: the vanilla expansion).
+    and store their inputs. F and G are inverted bottlenecks on half the channels d/2
+    (1x1 d/2 -> m, depthwise 3x3 m, 1x1 m -> d/2, BN after each, ReLU after the first two).
 
 Type II (``_ii``)
     The downsampling convolutions are replaced by :class:`SpaceToDepth` (channels x4 each time), so
@@ -14,14 +13,23 @@ Type II (``_ii``)
     16, 64, 256, 1024 at stages 1-4 (vanilla: 32, 64, 128, 256), then a 1x1 conv + BN + ReLU projection
     1024 -> 8w restores the vanilla head. The stem is the only full-resolution layer (as in the
     vanilla net, where the first downsampling comes before stage 1), so the narrow stem does not
-    starve any coupling block. F and G are inverted-bottleneck-style branches whose inner width is
-    solved per stage so that the stage's couplings cost what the vanilla stage AND its downsampling
-    convolution cost (minus the projection, charged to stage 4), capped at the vanilla hidden width
-    4d: on the narrow stage-1 stream (half = 8) the budget alone would ask for 224 hidden channels
-    at F/2 where the vanilla net has 128, and that recompute would set the training peak (measured
-    23.7 MiB per 200-frame sample uncapped); the cap costs 0.6% of the parameters (4.02M vs 4.05M)
-    and 8% of the MACs. The (B, 1, F, T) image is zero-padded
-    to multiples of 16 on both axes (same ceil(T/16) output frames as the vanilla strided convs).
+    starve any coupling block. The (B, 1, F, T) image is zero-padded to multiples of 16 on both axes
+    (same ceil(T/16) output frames as the vanilla strided convs).
+
+Inner widths (both types): the couplings of a stage get the parameters of the vanilla stage they replace
+(Type II: with its downsampling convolution; the projection is charged to stage 4), what a stage cannot
+use passes on to the next (:class:`~sv_toolkit.models.revnet.ParamBudget`), and F and G are together at
+most as wide inside as the vanilla block (m <= 2d, the DF expansion 4 of their own input d/2) wherever
+that costs few parameters: every stage of Type II, stages 1-2 of Type I. The reason is time: a DF block's
+step time goes to the depthwise conv, BatchNorm and ReLU passes over its hidden maps, not to its 1x1
+MACs, and parameters grow only with (input width x m), so on half-width inputs the parameter-matched m
+(~4d, the whole vanilla hidden width in each of F and G) doubles that work before the backward repeats
+it. Measured (2-core CPU, batch 2, 1 thread, CPU time per training step / DF-ResNet56's): uncapped
+Type I 1.74x, Type II 1.65x; capped 1.37x and 1.11x (docs/benchmarks.md has the benchmark). Type I
+cannot cap stages 3-4, which hold 97% of its parameters; there m ~ 4d and the deep Type I nets pay for
+it (dfrevnet233_i, 63 blocks in stage 3). Widths: Type I (w=32) 64 / 128 / 512 / 1000 per stage for
+dfrevnet56_i; Type II 64 / 128 / 256 / 288 for dfrevnet56_ii (stage 4, half = 512, takes what the caps
+left), parameter counts within 0.5% of the DF-ResNets.
 """
 
 from __future__ import annotations
@@ -45,7 +53,12 @@ from sv_toolkit.models.pooling import EmbeddingHead, downsampled_size
 from sv_toolkit.models.registry import check_num_blocks, register_model
 from sv_toolkit.models.resnet import conv_bn, make_stem
 from sv_toolkit.models.reversible import InvertibleLayer, ReversibleSequence, SpaceToDepth
-from sv_toolkit.models.revnet import REV_TYPES, ReversibleEmbeddingNet, count_params, coupling_stage
+from sv_toolkit.models.revnet import (
+    REV_TYPES,
+    ParamBudget,
+    ReversibleEmbeddingNet,
+    count_params,
+)
 
 
 def inverted_coupling_branch(half: int, inner: int) -> nn.Sequential:
@@ -93,10 +106,13 @@ class DFRevNet(ReversibleEmbeddingNet):
                 raise ValueError(f"Type I DF-RevNets need an even base_width, got {base_width}")
             self.stem = make_stem(widths[0])
             layers: list[nn.Module] = []
+            budget = ParamBudget()
             for i, n in enumerate(blocks):
                 dim = widths[i + 1]
                 layers.append(downsampling_layer(widths[i], dim))
-                run = coupling_stage(inverted_coupling_branch, dim, n, n * _vanilla_block_params(dim))
+                offered = budget.offer(n * _vanilla_block_params(dim), n)
+                cap = DF_EXPANSION * dim // 2 if i < 2 else None
+                run = budget.build(inverted_coupling_branch, dim, n, offered, cap, i == len(blocks) - 1)
                 layers.append(ReversibleSequence(run, input_pixels=4.0 ** -(i + 1)))
             self.body: nn.Module = nn.Sequential(*layers)
             self.projection: nn.Module = nn.Identity()
@@ -106,6 +122,7 @@ class DFRevNet(ReversibleEmbeddingNet):
             stream_out = stream * 4**NUM_DOWNSAMPLINGS
             self.projection = nn.Sequential(*conv_bn(stream_out, widths[-1], 1), nn.ReLU())
             run_layers: list[InvertibleLayer] = []
+            budget = ParamBudget()
             for i, n in enumerate(blocks):
                 dim = widths[i + 1]
                 target = n * _vanilla_block_params(dim) + _vanilla_downsampling_params(widths[i], dim)
@@ -113,9 +130,11 @@ class DFRevNet(ReversibleEmbeddingNet):
                     target = max(target - count_params(self.projection), n)
                 stream *= 4
                 run_layers.append(SpaceToDepth())
-                # Capped at the vanilla hidden width: on the narrow early streams (half = 8 at stage 1)
-                # the parameter budget alone would ask for 224 > 128 hidden channels at F/2.
-                run_layers += coupling_stage(inverted_coupling_branch, stream, n, target, DF_EXPANSION * dim)
+                # F and G together at most as wide inside as the vanilla block (see the module docstring).
+                offered = budget.offer(target, n)
+                run_layers += budget.build(
+                    inverted_coupling_branch, stream, n, offered, DF_EXPANSION * dim // 2, i == len(blocks) - 1
+                )
             self.body = ReversibleSequence(run_layers)
             self.pad_to = 2**NUM_DOWNSAMPLINGS
         self.head = EmbeddingHead(widths[-1], downsampled_size(feat_dim, NUM_DOWNSAMPLINGS), embed_dim)

@@ -9,8 +9,10 @@ Type I (``_i``)
     :class:`ResidualBlock` s and store their inputs. F and G take half the channels in and out; their
     inner width ``m`` is chosen so that params(F) + params(G) equals the params of the vanilla block they
     replace: for Basic blocks this gives exactly the vanilla width (m = v: conv3x3 v/2 -> v -> v/2), for
-    Bottleneck blocks m ~ 0.78 p (1x1 2p -> m, 3x3 m -> m, 1x1 m -> 2p). Parameter counts land within
-    ~0.5% of the vanilla nets.
+    Bottleneck blocks m ~ 0.78 p (1x1 2p -> m, 3x3 m -> m, 1x1 m -> 2p), rounded to a multiple of 8
+    (:func:`coupling_inner_width`; m = 24 / 48 / 96 for p = 32 / 64 / 128) with the rounding error
+    passed on to the next stage (:class:`ParamBudget`). Parameter counts land within 0.3% of the
+    vanilla nets.
 
 Type II (``_ii``)
     Downsampling is made invertible with :class:`SpaceToDepth` (pixel_unshuffle per stream: freq and
@@ -34,10 +36,10 @@ Type II (``_ii``)
         so their pooling + Linear head is the vanilla one unchanged. (c0 = w would give 64w = 2048
         channels at the end, and a 10.5M-parameter Linear after pooling.)
       * F and G are FLOP- and parameter-matched to the vanilla stage they replace (including its
-        downsampling shortcut): the inner width m of each stage is solved for the parameter budget,
-        and as every conv of a stage runs at that stage's resolution, the MACs match too (revnet34_ii
-        4.51 vs 4.53 GMACs for 200 frames, per stage within 1% except stage 4, -8%, where the head
-        projection takes its share). Bottleneck nets use bottleneck branches (1x1 c/2 -> m, 3x3 m -> m,
+        downsampling shortcut): the inner width m of each stage is solved for the parameter budget
+        (a multiple of 8, the rounding error passed on to the next stage), and as every conv of a
+        stage runs at that stage's resolution, the MACs match too (revnet34_ii 4.55 vs 4.53 GMACs for
+        200 frames). Bottleneck nets use bottleneck branches (1x1 c/2 -> m, 3x3 m -> m,
         1x1 m -> c/2). Basic nets use the Basic recipe (3x3 c/2 -> m, 3x3 m -> c/2) wherever m comes
         out at most c (stages 2-4), and the bottleneck recipe on the narrow full-resolution stream of
         stage 1, where two 3x3 convs would need m = 2w: see :func:`type_ii_branch`.
@@ -91,16 +93,17 @@ def count_params(module: nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())
 
 
-def solve_inner_width(make_branch_pair: Callable[[int], nn.Module], target: int) -> int:
-    """Smallest-error inner width m >= 1 such that params(make_branch_pair(m)) ~= target.
+def solve_inner_width(make_branch_pair: Callable[[int], nn.Module], target: int, multiple: int = 1) -> int:
+    """Inner width m (a positive multiple of ``multiple``) whose params(make_branch_pair(m)) is closest
+    to ``target``.
 
     ``make_branch_pair(m)`` must have a parameter count increasing in m; candidates are built on the
     meta device, so no memory is allocated.
     """
 
-    def params(m: int) -> int:
+    def params(k: int) -> int:
         with torch.device("meta"):
-            return count_params(make_branch_pair(m))
+            return count_params(make_branch_pair(k * multiple))
 
     lo, hi = 1, 2
     while params(hi) < target:
@@ -108,7 +111,7 @@ def solve_inner_width(make_branch_pair: Callable[[int], nn.Module], target: int)
     while hi - lo > 1:
         mid = (lo + hi) // 2
         lo, hi = (mid, hi) if params(mid) < target else (lo, mid)
-    return lo if abs(params(lo) - target) <= abs(params(hi) - target) else hi
+    return multiple * (lo if abs(params(lo) - target) <= abs(params(hi) - target) else hi)
 
 
 BranchFactory = Callable[[int, int], nn.Module]  # (half channels, inner width) -> F or G
@@ -130,28 +133,82 @@ COUPLING_BRANCHES: dict[str, BranchFactory] = {
 }
 
 
+CHANNEL_MULTIPLE = 8
+
+
 def coupling_stage(
-    make_branch: BranchFactory, channels: int, count: int, target_params: int, max_inner: int | None = None
+    make_branch: BranchFactory,
+    channels: int,
+    count: int,
+    target_params: int,
+    max_inner: int | None = None,
+    exact: bool = False,
 ) -> list[CouplingBlock]:
     """``count`` coupling blocks on a ``channels``-wide stream, together worth ``target_params``.
 
-    F and G are ``make_branch(channels // 2, inner)`` with the inner width solved for the budget and
-    capped at ``max_inner``.
+    F and G are ``make_branch(channels // 2, inner)`` with the inner width solved for the budget
+    (:func:`coupling_inner_width`; ``exact``: any width, not rounded) and capped at ``max_inner``.
     """
     if channels % 2:
         raise ValueError(f"a coupling stream needs an even channel count, got {channels}")
     half = channels // 2
-    inner = _coupling_inner_width(make_branch, half, round(target_params / count))
+    inner = coupling_inner_width(make_branch, half, round(target_params / count), exact)
     inner = inner if max_inner is None else min(inner, max_inner)
     return [CouplingBlock(make_branch(half, inner), make_branch(half, inner)) for _ in range(count)]
 
 
 @lru_cache(maxsize=None)
-def _coupling_inner_width(make_branch: BranchFactory, half: int, target_params: int) -> int:
+def coupling_inner_width(make_branch: BranchFactory, half: int, target_params: int, exact: bool = False) -> int:
+    """Inner width of F and G (``make_branch(half, m)`` each) whose pair is worth ``target_params``.
+
+    A multiple of :data:`CHANNEL_MULTIPLE` (8) once the exact solution is at least 24 (unless ``exact``):
+    the vectorised CPU / GPU convolution kernels work on blocks of 8 or 16 channels, and odd widths such
+    as 25 and 99 made Type I RevNet101 1.54x its ResNet101 per training step instead of 1.10x (2-core
+    CPU, batch 2). Narrower branches (the demo widths) keep the exact solution, which rounding would
+    move by more than a sixth. :class:`ParamBudget` passes the rounding error on to the next stage.
+    """
+
     def pair(inner: int) -> nn.Module:
         return nn.ModuleList([make_branch(half, inner), make_branch(half, inner)])
 
-    return solve_inner_width(pair, target_params)
+    width = solve_inner_width(pair, target_params)
+    if exact or width < 3 * CHANNEL_MULTIPLE:
+        return width
+    return solve_inner_width(pair, target_params, CHANNEL_MULTIPLE)
+
+
+class ParamBudget:
+    """Parameter budget of a net's coupling stages, spent stage by stage: what one stage cannot use
+    (inner widths rounded to multiples of 8, or capped) is offered to the next, so that the whole net
+    lands on its vanilla twin's count. The last stage takes an exact width if the rounded one would
+    leave the couplings more than ``tolerance`` (1%) off their total."""
+
+    def __init__(self, tolerance: float = 0.01) -> None:
+        self.tolerance = tolerance
+        self.carry = 0
+        self.total = 0
+
+    def offer(self, target: int, count: int) -> int:
+        """A stage's budget: its own ``target`` plus what earlier stages left (at least 1 per block)."""
+        self.total += target
+        return max(target + self.carry, count)
+
+    def build(
+        self,
+        make_branch: BranchFactory,
+        channels: int,
+        count: int,
+        offered: int,
+        max_inner: int | None = None,
+        last: bool = False,
+    ) -> list[CouplingBlock]:
+        """:func:`coupling_stage` for the ``offered`` budget; records what it left for the next stage."""
+        run = coupling_stage(make_branch, channels, count, offered, max_inner)
+        self.carry = offered - sum(count_params(b) for b in run)
+        if last and abs(self.carry) > self.tolerance * self.total:
+            run = coupling_stage(make_branch, channels, count, offered, max_inner, exact=True)
+            self.carry = offered - sum(count_params(b) for b in run)
+        return run
 
 
 @lru_cache(maxsize=None)
@@ -296,21 +353,24 @@ class RevNet(ReversibleEmbeddingNet):
 
     @staticmethod
     def _type_i_body(block: str, blocks: tuple[int, ...], width: int) -> nn.Sequential:
-        layers: list[nn.Module] = []
-        in_ch = width
+        # Per stage: (planes, in_ch, out_ch, first block ordinary?, coupling count). Only a stage's first
+        # block can change the shape; the shape-preserving rest become couplings.
+        plan, in_ch = [], width
         for i, (n, stride) in enumerate(zip(blocks, STAGE_STRIDES)):
             planes = width * 2**i
             out_ch = planes * BLOCK_EXPANSION[block]
-            run: list[InvertibleLayer] = []
-            for j in range(n):
-                s = stride if j == 0 else 1
-                if s != 1 or in_ch != out_ch:
-                    layers.append(ResidualBlock(block, in_ch, planes, s))
-                else:
-                    target = _vanilla_params(block, out_ch, planes, 1)
-                    run += coupling_stage(COUPLING_BRANCHES[block], out_ch, 1, target)
-                in_ch = out_ch
-            if run:
+            ordinary = stride != 1 or in_ch != out_ch
+            plan.append((planes, in_ch, out_ch, ordinary, n - ordinary))
+            in_ch = out_ch
+        last = max(i for i, stage in enumerate(plan) if stage[-1])
+        layers: list[nn.Module] = []
+        budget = ParamBudget()
+        for i, (planes, in_ch, out_ch, ordinary, couplings) in enumerate(plan):
+            if ordinary:
+                layers.append(ResidualBlock(block, in_ch, planes, STAGE_STRIDES[i]))
+            if couplings:
+                offered = budget.offer(couplings * _vanilla_params(block, out_ch, planes, 1), couplings)
+                run = budget.build(COUPLING_BRANCHES[block], out_ch, couplings, offered, last=i == last)
                 layers.append(ReversibleSequence(run, input_pixels=4.0**-i))
         return nn.Sequential(*layers)
 
@@ -319,6 +379,7 @@ class RevNet(ReversibleEmbeddingNet):
         block: str, blocks: tuple[int, ...], width: int, stream: int, projection_params: int
     ) -> ReversibleSequence:
         layers: list[InvertibleLayer] = []
+        budget = ParamBudget()
         in_ch = width
         for i, (n, stride) in enumerate(zip(blocks, STAGE_STRIDES)):
             planes = width * 2**i
@@ -331,7 +392,9 @@ class RevNet(ReversibleEmbeddingNet):
             if stride != 1:
                 layers.append(SpaceToDepth())
                 stream *= 4
-            layers += coupling_stage(type_ii_branch(block, stream, n, target), stream, n, target)
+            offered = budget.offer(target, n)
+            branch = type_ii_branch(block, stream, n, offered)
+            layers += budget.build(branch, stream, n, offered, last=i == len(blocks) - 1)
         return ReversibleSequence(layers)
 
 
@@ -349,7 +412,7 @@ def type_ii_branch(block: str, stream: int, count: int, target_params: int) -> B
     if block == "bottleneck":
         return bottleneck_coupling_branch
     half = stream // 2
-    inner = _coupling_inner_width(basic_coupling_branch, half, round(target_params / count))
+    inner = coupling_inner_width(basic_coupling_branch, half, round(target_params / count))
     return basic_coupling_branch if inner <= 2 * half else bottleneck_coupling_branch
 
 def build_revnet(
