@@ -13,6 +13,11 @@ turn: forward, backward, SGD step); the ratio to the twin is taken within each r
 rounds reported, for wall and for CPU (process) time. CPU time is the steadier of the two on a shared
 machine: it does not count the time the process waits for a core.
 
+On a shared CPU the step times of one process can differ from another's by 10-20% (measured: dfresnet56
+0.31-0.42 s per step in separate processes, steady within each), so ``--time-only`` re-runs only the
+timing, and ``--from-jsonl`` given several runs of the same models reports the median ratio over the runs
+with their range.
+
 Example (the figures in docs/benchmarks.md):
 
     python scripts/benchmark_memory.py --models resnet34,revnet34_i,revnet34_ii --slope-batches 2,4 \\
@@ -130,6 +135,48 @@ def time_group(trainees: dict[str, Trainee], feats: torch.Tensor, rounds: int) -
     return times
 
 
+def ratio_cell(row: dict, kind: str, unit: str = "") -> str:
+    """``1.21``, or ``1.21 (1.18-1.25, 3 runs)`` for a row merged from several runs; ``unit`` follows the median."""
+    if f"step_ratio_{kind}" not in row:
+        return "-"
+    runs = row.get(f"step_ratio_{kind}_runs", [])
+    spread = f" ({min(runs):.2f}-{max(runs):.2f}, {len(runs)} runs)" if len(runs) > 1 else ""
+    return f"{row[f'step_ratio_{kind}']}{unit}{spread}"
+
+
+TIMING_KEYS = ("step_s_wall", "step_s_cpu", "time_batch", "time_rounds", "step_s_wall_all", "step_ratio_wall",
+               "step_ratio_cpu")
+
+
+def merge_runs(rows: list[dict], time_batch: int = 0) -> list[dict]:
+    """One row per model: the memory figures of its first full row, and for step times the median over
+    every row timed at ``time_batch`` (0: all timed rows, which must then share one batch), ``--time-only``
+    runs included, with the per-run ratios kept."""
+    by_model: dict[str, list[dict]] = {}
+    for row in rows:
+        by_model.setdefault(row["model"], []).append(row)
+    merged = []
+    for name, group in by_model.items():
+        full = [r for r in group if "params" in r]
+        if not full:
+            raise SystemExit(f"--from-jsonl: {name} has only --time-only rows; add a run with memory figures")
+        timed = [r for r in group if "step_s_wall" in r and (not time_batch or r["time_batch"] == time_batch)]
+        batches = sorted({r["time_batch"] for r in timed})
+        if len(batches) > 1:
+            raise SystemExit(f"--from-jsonl: {name} was timed at batches {batches}; choose one with --time-batch")
+        row = {k: v for k, v in full[0].items() if k not in TIMING_KEYS}
+        if timed:
+            row.update({k: timed[0][k] for k in TIMING_KEYS if k in timed[0]})
+            row["step_s_wall"] = statistics.median(r["step_s_wall"] for r in timed)
+            for kind in ("wall", "cpu"):
+                runs = [r[f"step_ratio_{kind}"] for r in timed if f"step_ratio_{kind}" in r]
+                if runs:
+                    row[f"step_ratio_{kind}"] = round(statistics.median(runs), 2)
+                    row[f"step_ratio_{kind}_runs"] = runs if len(runs) > 1 else []
+        merged.append(row)
+    return merged
+
+
 def mib(n: float) -> str:
     return f"{n / 2**20:,.1f}"
 
@@ -150,7 +197,7 @@ def markdown(rows: list[dict], args: argparse.Namespace) -> str:
         cells += [mib(r["saved_per_sample"]), mib(r["peak_per_sample"]), mib(r["activation_bytes_at_batch"])]
         cells += [mib(r["total_bytes_at_batch"][o]) for o in opts]
         step = f"{r['step_s_wall']:.3f}" if "step_s_wall" in r else "-"
-        cells += [step, r.get("step_ratio_wall", "-"), r.get("step_ratio_cpu", "-")]
+        cells += [step, ratio_cell(r, "wall"), ratio_cell(r, "cpu")]
         lines.append("| " + " | ".join(str(c) for c in cells) + " |")
     by_name = {r["model"]: r for r in rows}
     pairs = [(r, by_name[r["twin"]]) for r in rows if r["twin"] != r["model"] and r["twin"] in by_name]
@@ -165,7 +212,7 @@ def markdown(rows: list[dict], args: argparse.Namespace) -> str:
         for r, twin in pairs:
             cells = [f"{r['model']} vs {twin['model']}", f"{twin['peak_per_sample'] / r['peak_per_sample']:.1f}x less"]
             cells += [f"{twin['total_bytes_at_batch'][base] / r['total_bytes_at_batch'][o]:.1f}x less" for o in opts]
-            cells += [f"{r.get('step_ratio_wall', '-')}x", f"{r.get('step_ratio_cpu', '-')}x"]
+            cells += [ratio_cell(r, "wall", "x"), ratio_cell(r, "cpu", "x")]
             lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
@@ -181,12 +228,19 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--num-classes", type=int, default=5994, help="AAM-softmax classes (VoxCeleb2 dev)")
     parser.add_argument("--slope-batches", default="2,4", help="two batch sizes for the per-sample slope")
     parser.add_argument("--optimizers", default="adam,adam8bit", help=f"state bytes for each of {sorted(OPTIMIZERS)}")
-    parser.add_argument("--time-batch", type=int, default=0, help="batch of the timed steps (0: first slope batch)")
+    parser.add_argument(
+        "--time-batch", type=int, default=0,
+        help="batch of the timed steps (0: first slope batch); with --from-jsonl: use the rows timed at it",
+    )
     parser.add_argument("--time-rounds", type=int, default=5, help="interleaved timing rounds (0: no timing)")
     parser.add_argument("--threads", type=int, default=1, help="torch.set_num_threads (0: leave as is)")
     parser.add_argument("--stream-dtype", default="", help="reversible models' stream_dtype (default: theirs)")
+    parser.add_argument(
+        "--no-kept-tail", action="store_true", help="reversible models with keep_tail_activations=False"
+    )
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--direct", action="store_true", help="also measure one step at --batch (needs memory)")
+    parser.add_argument("--time-only", action="store_true", help="only the step times (repeat runs, then merge)")
     parser.add_argument("--out", default="", help="write the Markdown table here")
     parser.add_argument(
         "--from-jsonl", default="", help="comma-separated JSON-line files of earlier runs: only write their table"
@@ -205,6 +259,7 @@ def parse_args() -> argparse.Namespace:
     except ValueError:
         parser.error(f"--slope-batches must be two integers like 2,4, got {args.slope_batches!r}")
     args.slope_batches = (small, large)
+    args.time_batch_given = bool(args.time_batch)
     args.time_batch = args.time_batch or small
     return args
 
@@ -217,8 +272,13 @@ def table_note(rows: list[dict]) -> str:
         f"Batch {r['batch']} x {r['frames']} frames (activations: slope of the peak between batches "
         f"{r['batches'][0]} and {r['batches'][1]}, extrapolated); step time at batch {r.get('time_batch', '-')}, "
         f"median over {r.get('time_rounds', 0)} interleaved rounds of the ratio to the twin; device {r['device']}, "
-        f"{r['threads']} thread(s); load average (1/5/15 min) after each group: {'; '.join(loads)}. The paper "
-        f"reports up to {PAPER_TOTAL_SAVING}x total saving.\n\n"
+        f"{r['threads']} thread(s); load average (1/5/15 min) after each group: {'; '.join(loads)}. "
+        + (
+            "Ratios with a range: median (min-max) over runs in separate processes. "
+            if any("step_ratio_cpu_runs" in row for row in rows)
+            else ""
+        )
+        + f"The paper reports up to {PAPER_TOTAL_SAVING}x total saving.\n\n"
     )
 
 
@@ -226,6 +286,7 @@ def main() -> None:
     args = parse_args()
     if args.from_jsonl:
         rows = [json.loads(line) for path in args.from_jsonl.split(",") for line in open(path) if line.strip()]
+        rows = merge_runs(rows, args.time_batch if args.time_batch_given else 0)
         recorded = rows[0]["optimizer_bytes"]
         missing = [o for o in args.optimizers if o not in recorded]
         if missing:
@@ -253,9 +314,16 @@ def main() -> None:
         trainees: dict[str, Trainee] = {}
         for name in names:
             torch.manual_seed(0)
-            extra = {"stream_dtype": args.stream_dtype} if args.stream_dtype and "rev" in name else {}
+            extra: dict = {}
+            if "rev" in name:
+                extra.update({"stream_dtype": args.stream_dtype} if args.stream_dtype else {})
+                extra.update({"keep_tail_activations": False} if args.no_kept_tail else {})
             model = build_model(name, **overrides, **extra)
             trainee = Trainee(model, args.embed_dim, args.num_classes).to(device).train()
+            trainees[name] = trainee
+            if args.time_only:
+                rows.append({"model": name, "twin": twin, "device": str(device), "threads": torch.get_num_threads()})
+                continue
             params = [p for p in trainee.parameters() if p.requires_grad]
             # No optimizer step inside the slope measurement: its transient buffers (a copy of every
             # parameter for torch.optim.Adam) do not depend on the batch but can exceed a small batch's
@@ -282,6 +350,7 @@ def main() -> None:
                 "frames": args.frames,
                 "device": str(device),
                 "stream_dtype": str(getattr(model, "stream_dtype", "-")),
+                "kept_tail": bool(getattr(model, "keep_tail_activations", False)),
                 "threads": torch.get_num_threads(),
             }
             if args.direct:
@@ -292,7 +361,6 @@ def main() -> None:
                 row["direct_peak_bytes_at_batch"] = step.peak_live
                 row["direct_saved_bytes_at_batch"] = step.activations_saved
                 del direct_opt
-            trainees[name] = trainee
             rows.append(row)
         if args.time_rounds:
             times = time_group(trainees, feats_for_batch(args.time_batch), args.time_rounds)
@@ -310,7 +378,7 @@ def main() -> None:
             row["load_average"] = load
             print(json.dumps(row), flush=True)
         del trainees
-    if args.out:
+    if args.out and not args.time_only:
         write_text_atomic(args.out, table_note(rows) + markdown(rows, args))
 
 

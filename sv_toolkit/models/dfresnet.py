@@ -53,9 +53,9 @@ def inverted_bottleneck_branch(in_ch: int, hidden: int, out_ch: int) -> nn.Seque
     )
 
 
-def downsampling_layer(in_ch: int, out_ch: int) -> nn.Sequential:
+def downsampling_layer(in_ch: int, out_ch: int, groups: int = 1) -> nn.Sequential:
     """Conv3x3 with stride 2 on freq and time, + BN (no ReLU, as in the reference)."""
-    return nn.Sequential(*conv_bn(in_ch, out_ch, 3, stride=2))
+    return nn.Sequential(*conv_bn(in_ch, out_ch, 3, stride=2, groups=groups))
 
 
 class InvertedBottleneckBlock(nn.Module):

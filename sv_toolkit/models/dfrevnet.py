@@ -3,8 +3,12 @@
 Type I (``_i``)
     Every DF-ResNet block already preserves its shape, so each stage becomes one run of coupling
     blocks (one autograd Function per stage); the four stride-2 downsampling convolutions stay ordinary
-    and store their inputs. F and G are inverted bottlenecks on half the channels d/2
-    (1x1 d/2 -> m, depthwise 3x3 m, 1x1 m -> d/2, BN after each, ReLU after the first two).
+    and store their inputs. They produce streams twice the vanilla width (2d: 64 / 128 / 256 / 512 at
+    w=32), from stage 2 on as two groups (each stream downsampled by its own half of the conv, twice
+    the vanilla conv's parameters), and a 1x1 conv + BN + ReLU projection 16w -> 8w restores the vanilla
+    head. So F and G see d channels each, as the vanilla block does, and can be parameter-matched
+    without being wider inside than it (below). F and G are inverted bottlenecks
+    (1x1 d -> m, depthwise 3x3 m, 1x1 m -> d, BN after each, ReLU after the first two).
 
 Type II (``_ii``)
     The downsampling convolutions are replaced by :class:`SpaceToDepth` (channels x4 each time), so
@@ -17,19 +21,18 @@ Type II (``_ii``)
     (same ceil(T/16) output frames as the vanilla strided convs).
 
 Inner widths (both types): the couplings of a stage get the parameters of the vanilla stage they replace
-(Type II: with its downsampling convolution; the projection is charged to stage 4), what a stage cannot
-use passes on to the next (:class:`~sv_toolkit.models.revnet.ParamBudget`), and F and G are together at
-most as wide inside as the vanilla block (m <= 2d, the DF expansion 4 of their own input d/2) wherever
-that costs few parameters: every stage of Type II, stages 1-2 of Type I. The reason is time: a DF block's
-step time goes to the depthwise conv, BatchNorm and ReLU passes over its hidden maps, not to its 1x1
-MACs, and parameters grow only with (input width x m), so on half-width inputs the parameter-matched m
-(~4d, the whole vanilla hidden width in each of F and G) doubles that work before the backward repeats
-it. Measured (2-core CPU, batch 2, 1 thread, CPU time per training step / DF-ResNet56's): uncapped
-Type I 1.74x, Type II 1.65x; capped 1.37x and 1.11x (docs/benchmarks.md has the benchmark). Type I
-cannot cap stages 3-4, which hold 97% of its parameters; there m ~ 4d and the deep Type I nets pay for
-it (dfrevnet233_i, 63 blocks in stage 3). Widths: Type I (w=32) 64 / 128 / 512 / 1000 per stage for
-dfrevnet56_i; Type II 64 / 128 / 256 / 288 for dfrevnet56_ii (stage 4, half = 512, takes what the caps
-left), parameter counts within 0.5% of the DF-ResNets.
+(with its downsampling convolution, less what this net's own downsampling costs; the projection is charged
+to stage 4), what a stage cannot use passes on to the next (:class:`~sv_toolkit.models.revnet.ParamBudget`),
+and F and G are together at most as wide inside as the vanilla block (m <= 2d). The reason is time: a DF
+block's step time goes to the depthwise conv, BatchNorm and ReLU passes over its hidden maps, not to its
+1x1 MACs, and parameters grow with (input width x m). Couplings on the vanilla width d (halves of d/2)
+would need m ~ 4d each, the whole vanilla hidden width in each of F and G, to match the parameters:
+twice the elementwise work before the backward repeats it. Measured (2-core CPU, batch 2, 1 thread,
+training step CPU time / DF-ResNet's): such a Type I was 1.74x (56 layers) and 1.89x (233 layers), an
+uncapped Type II 1.65x (56); the widths here give 1.2-1.65x at batch 2, less at batch 8 (docs/benchmarks.md).
+Widths at w=32: dfrevnet56_i m = 40 / 104 / 240 / 376 on halves 32 / 64 / 128 / 256; dfrevnet56_ii
+64 / 128 / 256 / 288 on halves 8 / 32 / 128 / 512 (stage 4 takes what the caps left); parameter counts
+within 0.5% of the DF-ResNets.
 """
 
 from __future__ import annotations
@@ -102,20 +105,21 @@ class DFRevNet(ReversibleEmbeddingNet):
         self.name = f"dfrevnet({blocks}, type {rev_type})"
         widths = df_widths(base_width)
         if rev_type == "i":
-            if base_width % 2:
-                raise ValueError(f"Type I DF-RevNets need an even base_width, got {base_width}")
             self.stem = make_stem(widths[0])
+            self.projection = nn.Sequential(*conv_bn(2 * widths[-1], widths[-1], 1), nn.ReLU())
             layers: list[nn.Module] = []
             budget = ParamBudget()
             for i, n in enumerate(blocks):
-                dim = widths[i + 1]
-                layers.append(downsampling_layer(widths[i], dim))
-                offered = budget.offer(n * _vanilla_block_params(dim), n)
-                cap = DF_EXPANSION * dim // 2 if i < 2 else None
-                run = budget.build(inverted_coupling_branch, dim, n, offered, cap, i == len(blocks) - 1)
+                dim, last = widths[i + 1], i == len(blocks) - 1
+                # Streams 2d wide; from stage 2 on each stream is downsampled by its own half of the conv.
+                downsampling = downsampling_layer(2 * widths[i] if i else widths[0], 2 * dim, 2 if i else 1)
+                layers.append(downsampling)
+                target = n * _vanilla_block_params(dim) + _vanilla_downsampling_params(widths[i], dim)
+                target -= count_params(downsampling) + (count_params(self.projection) if last else 0)
+                offered = budget.offer(target, n)
+                run = budget.build(inverted_coupling_branch, 2 * dim, n, offered, DF_EXPANSION * dim // 2, last)
                 layers.append(ReversibleSequence(run, input_pixels=4.0 ** -(i + 1)))
             self.body: nn.Module = nn.Sequential(*layers)
-            self.projection: nn.Module = nn.Identity()
         else:
             stream = type_ii_stem_width(base_width)
             self.stem = make_stem(stream)
@@ -130,7 +134,6 @@ class DFRevNet(ReversibleEmbeddingNet):
                     target = max(target - count_params(self.projection), n)
                 stream *= 4
                 run_layers.append(SpaceToDepth())
-                # F and G together at most as wide inside as the vanilla block (see the module docstring).
                 offered = budget.offer(target, n)
                 run_layers += budget.build(
                     inverted_coupling_branch, stream, n, offered, DF_EXPANSION * dim // 2, i == len(blocks) - 1
