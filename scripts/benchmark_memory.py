@@ -275,7 +275,7 @@ def table_note(rows: list[dict]) -> str:
         f"{r['threads']} thread(s); load average (1/5/15 min) after each group: {'; '.join(loads)}. "
         + (
             "Ratios with a range: median (min-max) over runs in separate processes. "
-            if any("step_ratio_cpu_runs" in row for row in rows)
+            if any(row.get("step_ratio_cpu_runs") for row in rows)
             else ""
         )
         + f"The paper reports up to {PAPER_TOTAL_SAVING}x total saving.\n\n"

@@ -27,9 +27,10 @@ and F and G are together at most as wide inside as the vanilla block (m <= 2d). 
 block's step time goes to the depthwise conv, BatchNorm and ReLU passes over its hidden maps, not to its
 1x1 MACs, and parameters grow with (input width x m). Couplings on the vanilla width d (halves of d/2)
 would need m ~ 4d each, the whole vanilla hidden width in each of F and G, to match the parameters:
-twice the elementwise work before the backward repeats it. Measured (2-core CPU, batch 2, 1 thread,
-training step CPU time / DF-ResNet's): such a Type I was 1.74x (56 layers) and 1.89x (233 layers), an
-uncapped Type II 1.65x (56); the widths here give 1.2-1.65x at batch 2, less at batch 8 (docs/benchmarks.md).
+twice the elementwise work before the backward repeats it. Measured with scripts/benchmark_memory.py
+(2-core CPU, batch 2, 1 thread, training-step CPU time / DF-ResNet's): uncapped, dfrevnet56_i 1.95x and
+dfrevnet56_ii 1.68x; Type I on d-wide streams with only stages 1-2 capped 1.52x (56) and 1.89x (233
+layers, 63 blocks in stage 3); the design here is in docs/benchmarks.md.
 Widths at w=32: dfrevnet56_i m = 40 / 104 / 240 / 376 on halves 32 / 64 / 128 / 256; dfrevnet56_ii
 64 / 128 / 256 / 288 on halves 8 / 32 / 128 / 512 (stage 4 takes what the caps left); parameter counts
 within 0.5% of the DF-ResNets.

@@ -162,9 +162,9 @@ def coupling_inner_width(make_branch: BranchFactory, half: int, target_params: i
     """Inner width of F and G (``make_branch(half, m)`` each) whose pair is worth ``target_params``.
 
     A multiple of :data:`CHANNEL_MULTIPLE` (8) once the exact solution is at least 24 (unless ``exact``):
-    the vectorised CPU / GPU convolution kernels work on blocks of 8 or 16 channels, and odd widths such
-    as 25 and 99 made Type I RevNet101 1.54x its ResNet101 per training step instead of 1.10x (2-core
-    CPU, batch 2). Narrower branches (the demo widths) keep the exact solution, which rounding would
+    the vectorised CPU / GPU convolution kernels work on blocks of 8 or 16 channels; with the exact
+    widths (25 / 50 / 99 / 198) Type I RevNet101 took 1.57x its ResNet101's training step, rounded 1.38x
+    (2-core CPU, batch 2, docs/benchmarks.md). Narrower branches (the demo widths) keep the exact solution, which rounding would
     move by more than a sixth. :class:`ParamBudget` passes the rounding error on to the next stage.
     """
 
@@ -257,8 +257,9 @@ class ReversibleEmbeddingNet(nn.Module):
         """True: the last run's trailing low-resolution layers keep their activations (ordinary
         autograd), as many as fit in the activations of the largest reversible branch (F or G). The
         backward holds one such branch's recompute anyway, so the peak stays flat in depth and within
-        4% (measured per 200-frame sample: revnet34_ii 21.2 vs 20.3 MiB, dfrevnet56_ii 14.9 vs 14.6),
-        and those layers are not recomputed (revnet34_ii: 3 of its 16 blocks; ``False``: none kept)."""
+        4% (measured per 200-frame sample, with / without: revnet34_ii 17.7 / 17.7 MiB, dfrevnet56_ii
+        7.4 / 7.7), and those layers are not recomputed (revnet34_ii: the last 4 of its 19 layers;
+        ``False``: none kept)."""
         return self._keep_tail
 
     @keep_tail_activations.setter
