@@ -55,13 +55,14 @@ from sv_toolkit.models.dfresnet import (
 )
 from sv_toolkit.models.pooling import EmbeddingHead, downsampled_size
 from sv_toolkit.models.registry import check_num_blocks, register_model
-from sv_toolkit.models.resnet import conv_bn, make_stem
+from sv_toolkit.models.resnet import make_stem
 from sv_toolkit.models.reversible import InvertibleLayer, ReversibleSequence, SpaceToDepth
 from sv_toolkit.models.revnet import (
     REV_TYPES,
     ParamBudget,
     ReversibleEmbeddingNet,
     count_params,
+    projection_layer,
 )
 
 
@@ -107,7 +108,7 @@ class DFRevNet(ReversibleEmbeddingNet):
         widths = df_widths(base_width)
         if rev_type == "i":
             self.stem = make_stem(widths[0])
-            self.projection = nn.Sequential(*conv_bn(2 * widths[-1], widths[-1], 1), nn.ReLU())
+            self.projection = projection_layer(2 * widths[-1], widths[-1])
             layers: list[nn.Module] = []
             budget = ParamBudget()
             for i, n in enumerate(blocks):
@@ -125,7 +126,7 @@ class DFRevNet(ReversibleEmbeddingNet):
             stream = type_ii_stem_width(base_width)
             self.stem = make_stem(stream)
             stream_out = stream * 4**NUM_DOWNSAMPLINGS
-            self.projection = nn.Sequential(*conv_bn(stream_out, widths[-1], 1), nn.ReLU())
+            self.projection = projection_layer(stream_out, widths[-1])
             run_layers: list[InvertibleLayer] = []
             budget = ParamBudget()
             for i, n in enumerate(blocks):

@@ -114,6 +114,11 @@ def solve_inner_width(make_branch_pair: Callable[[int], nn.Module], target: int,
     return multiple * (lo if abs(params(lo) - target) <= abs(params(hi) - target) else hi)
 
 
+def projection_layer(in_ch: int, out_ch: int) -> nn.Sequential:
+    """1x1 conv + BN + ReLU from a reversible body's wider output to the vanilla head's width."""
+    return nn.Sequential(*conv_bn(in_ch, out_ch, 1), nn.ReLU())
+
+
 BranchFactory = Callable[[int, int], nn.Module]  # (half channels, inner width) -> F or G
 
 
@@ -164,8 +169,9 @@ def coupling_inner_width(make_branch: BranchFactory, half: int, target_params: i
     A multiple of :data:`CHANNEL_MULTIPLE` (8) once the exact solution is at least 24 (unless ``exact``):
     the vectorised CPU / GPU convolution kernels work on blocks of 8 or 16 channels; with the exact
     widths (25 / 50 / 99 / 198) Type I RevNet101 took 1.57x its ResNet101's training step, rounded 1.38x
-    (2-core CPU, batch 2, docs/benchmarks.md). Narrower branches (the demo widths) keep the exact solution, which rounding would
-    move by more than a sixth. :class:`ParamBudget` passes the rounding error on to the next stage.
+    (2-core CPU, batch 2, docs/benchmarks.md). Narrower branches (the demo widths) keep the exact
+    solution, which rounding would move by more than a sixth. :class:`ParamBudget` passes the rounding
+    error on to the next stage.
     """
 
     def pair(inner: int) -> nn.Module:
@@ -345,7 +351,7 @@ class RevNet(ReversibleEmbeddingNet):
             self.projection = (
                 nn.Identity()
                 if stream_out == final_width
-                else nn.Sequential(*conv_bn(stream_out, final_width, 1), nn.ReLU())
+                else projection_layer(stream_out, final_width)
             )
             self.body = self._type_ii_body(block, blocks, base_width, stream, count_params(self.projection))
             self.pad_to = 8
