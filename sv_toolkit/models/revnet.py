@@ -208,12 +208,16 @@ class ParamBudget:
         max_inner: int | None = None,
         last: bool = False,
     ) -> list[CouplingBlock]:
-        """:func:`coupling_stage` for the ``offered`` budget; records what it left for the next stage."""
-        run = coupling_stage(make_branch, channels, count, offered, max_inner)
+        """:func:`coupling_stage` for the ``offered`` budget; records what it left for the next stage.
+        The rounded candidate of the last stage is sized on the meta device, so only the stage kept is
+        allocated."""
+        exact = False
+        if last:
+            with torch.device("meta"):
+                rounded = coupling_stage(make_branch, channels, count, offered, max_inner)
+            exact = abs(offered - sum(count_params(b) for b in rounded)) > self.tolerance * self.total
+        run = coupling_stage(make_branch, channels, count, offered, max_inner, exact)
         self.carry = offered - sum(count_params(b) for b in run)
-        if last and abs(self.carry) > self.tolerance * self.total:
-            run = coupling_stage(make_branch, channels, count, offered, max_inner, exact=True)
-            self.carry = offered - sum(count_params(b) for b in run)
         return run
 
 
