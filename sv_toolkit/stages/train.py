@@ -81,6 +81,7 @@ def _train(cfg: DictConfig, env: DistEnv, device: torch.device, out_dir: Path) -
         torch.backends.cudnn.benchmark = False
     torch.manual_seed(cfg.seed)
     train_log = TrainLog(out_dir, enabled=env.is_main, progress=cfg.progress)
+    trainer: Trainer | None = None
     try:
         data = build_train_data(cfg, env.rank, env.world_size, cfg.seed)
         steps_per_epoch, num_classes = data.steps_per_epoch, data.num_classes
@@ -130,6 +131,8 @@ def _train(cfg: DictConfig, env: DistEnv, device: torch.device, out_dir: Path) -
         if env.is_main:
             _finish(cfg, env, trainer, history, out_dir, params, prediction, scale)
     finally:
+        if trainer is not None:
+            trainer.close()  # drops the DDP wrapper before shutdown destroys the process group
         train_log.close()
 
 

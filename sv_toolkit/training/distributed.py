@@ -4,19 +4,38 @@
 ``WORLD_SIZE`` (plus ``MASTER_ADDR`` / ``MASTER_PORT``, which ``init_method="env://"`` reads). Without those
 variables the process trains alone and every collective below is a no-op, so single-process code paths need
 no branches.
+
+Exit: a rank must not reach interpreter shutdown with gloo's worker threads alive. A worker that drops the
+last reference to a tensor owned by Python (``all_gather_object``'s buffers) after the interpreter began to
+finalise cannot take the GIL; the thread is unwound out of a ``noexcept`` frame and the process aborts with
+"terminate called without an active exception" (SIGABRT, which torchrun reports as a failed job). Two
+things kept those threads alive past :func:`shutdown`: ``DistributedDataParallel`` imports
+``torch.distributed.nn.functional`` lazily, whose functions take ``group=group.WORLD`` as a default value
+bound at import time, so an import after ``init_process_group`` pins the default group forever; and a DDP
+wrapper still referenced (or in a reference cycle) keeps its backend. Hence the import below, before any
+group exists; ``Trainer.close`` dropping its DDP wrapper; and :func:`shutdown` collecting reference cycles
+around the destroy, so that the backend is freed and its threads joined while the interpreter is whole.
 """
 from __future__ import annotations
 
+import gc
 import inspect
+import logging
 import os
 from dataclasses import dataclass
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import torch
 import torch.distributed as dist
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
+
+if dist.is_available():
+    import torch.distributed.nn.functional  # noqa: F401  (see the module docstring: before any process group)
+
+log = logging.getLogger(__name__)
 
 BACKENDS = ("auto", "nccl", "gloo")
 
@@ -84,8 +103,33 @@ def init_distributed(env: DistEnv, device: torch.device, backend: str = "auto", 
 
 
 def shutdown(env: DistEnv) -> None:
+    """Destroy the process group and free its backend (its threads joined) before the interpreter exits.
+
+    Call it after the last reference to any DDP wrapper is dropped (``Trainer.close``); the collection frees
+    wrappers that only reference cycles still hold.
+    """
     if env.enabled and dist.is_initialized():
+        gc.collect()
         dist.destroy_process_group()
+        gc.collect()
+        if left := gloo_threads():
+            log.warning("rank %d: %d gloo threads still run after the process group was destroyed: something still "
+                        "holds a DistributedDataParallel wrapper, and the process may abort at exit", env.rank,
+                        len(left))
+
+
+def gloo_threads() -> list[str]:
+    """Names of this process's gloo threads (Linux; empty elsewhere): none should be left after shutdown."""
+    tasks = Path("/proc/self/task")
+    if not tasks.is_dir():
+        return []
+    names = []
+    for task in tasks.iterdir():
+        try:
+            names.append((task / "comm").read_text().strip())
+        except OSError:  # the thread ended meanwhile
+            continue
+    return sorted(n for n in names if "gloo" in n)
 
 
 def process_device(env: DistEnv, device: torch.device) -> torch.device:

@@ -10,6 +10,19 @@ from tqdm import tqdm
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
+class NullBar:
+    """The part of tqdm's interface the training loop uses, doing nothing."""
+
+    def update(self, n: int = 1) -> None:
+        pass
+
+    def set_postfix(self, **values: object) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
 class TrainLog:
     """Tensorboard events in ``out_dir/tensorboard``, and every ``sv_toolkit`` log line also in ``out_dir/train.log``
     (appended, so a resumed run continues the same file). On ranks other than 0 all of it is off."""
@@ -45,9 +58,12 @@ class TrainLog:
         for tag, value in values.items():
             self.writer.add_scalar(tag, value, step)
 
-    def progress_bar(self, total: int, initial: int, desc: str) -> tqdm:
-        """A tqdm bar (rate and ETA) for ``total`` steps starting at ``initial``; disabled off rank 0."""
-        return tqdm(total=total, initial=initial, desc=desc, disable=not self.progress, dynamic_ncols=True)
+    def progress_bar(self, total: int, initial: int, desc: str) -> tqdm | NullBar:
+        """A tqdm bar (rate and ETA) for ``total`` steps starting at ``initial``; a no-op off rank 0 or with
+        progress off (even a disabled tqdm starts tqdm's monitor thread, which would outlive the run)."""
+        if not self.progress:
+            return NullBar()
+        return tqdm(total=total, initial=initial, desc=desc, dynamic_ncols=True)
 
     def flush(self) -> None:
         if self.writer is not None:

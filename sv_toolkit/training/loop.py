@@ -322,6 +322,9 @@ class Trainer:
         return self.meter.report
 
     def close(self) -> None:
+        """Close the log and drop the DDP wrapper, which holds the process group's backend and its threads
+        (sv_toolkit.training.distributed.shutdown frees them); the Trainer cannot step after this."""
+        self.ddp_net = self.net
         self.log.close()
 
 

@@ -71,6 +71,7 @@ def _assert_same_parameters(a: dict[str, torch.Tensor], b: dict[str, torch.Tenso
 def test_torchrun_two_processes_equal_one_process_with_accumulation(corpus, reference, tmp_path):
     proc = run_train(stage_overrides(corpus, tmp_path, *TWO_PROCESSES), cwd=tmp_path, torchrun_procs=2)
     assert proc.returncode == 0, proc.stderr[-4000:]
+    assert "gloo threads still run" not in proc.stderr  # both ranks freed the process group before exit
     ddp_params, ddp_buffers = _params_and_buffers(_train_dir(tmp_path))
     ref_params, ref_buffers = _params_and_buffers(reference)
     _assert_same_parameters(ddp_params, ref_params)
