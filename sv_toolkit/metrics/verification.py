@@ -51,13 +51,20 @@ def validate_trials(scores: ArrayLike, labels: ArrayLike) -> tuple[np.ndarray, n
     return s, y
 
 
-def _operating_points(s: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _operating_points(s: np.ndarray, y: np.ndarray, weights: np.ndarray | None = None,
+                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     # Within a group of tied scores the order does not matter (only the counts at its end are used), so an
-    # unstable sort is fine.
+    # unstable sort is fine. ``weights`` count each trial that many times (bootstrap resamples); without them
+    # the counts stay integers, so the rates are exact.
     order = np.argsort(-s)
     s_sorted = s[order]
-    true_pos = np.cumsum(y[order])
-    false_pos = np.arange(1, s.size + 1) - true_pos
+    if weights is None:
+        true_pos = np.cumsum(y[order])
+        false_pos = np.arange(1, s.size + 1) - true_pos
+    else:
+        w = weights[order]
+        true_pos = np.cumsum(w * y[order])
+        false_pos = np.cumsum(w * (1 - y[order]))
     last_of_tie = np.r_[np.flatnonzero(s_sorted[1:] != s_sorted[:-1]), s_sorted.size - 1]
     n_target, n_nontarget = true_pos[-1], false_pos[-1]
     p_miss = np.r_[1.0, 1.0 - true_pos[last_of_tie] / n_target]

@@ -1,0 +1,114 @@
+"""What makes two runs of the same training command differ: the same run twice, then one CPU setting changed at
+a time (thread count, the instruction set ATen's kernels dispatch to, oneDNN's and MKL's instruction sets).
+
+Each variant runs the train stage in a fresh process and folder on already prepared features (``make
+librimini`` stages 1-3, or any ``data=`` whose fbank exists), with the same seed, and is compared with the first
+run: are the averaged weights bitwise equal, and how far apart are they and the final losses. A variant that
+names an instruction set this CPU lacks is reported as skipped (kernels cannot be asked for more than the CPU
+has).
+
+    python benchmarks/repro_check.py --json docs/results/repro_check.json
+        [-- data=librimini +experiment=librimini_resnet10 trainer.epochs=1 ...]   (train-stage overrides)
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+DEFAULT_OVERRIDES = ["+experiment=librimini_resnet10", "trainer.epochs=1", "trainer.average_last=1",
+                     "trainer.keep_last=1", "trainer.measure_memory=false", "progress=false"]
+# name -> environment changes; each variant changes one thing against "base" (2 threads, the CPU's best ISA)
+VARIANTS: dict[str, dict[str, str]] = {
+    "base": {},
+    "base, again": {},
+    "1 thread": {"OMP_NUM_THREADS": "1"},
+    "ATen kernels AVX2": {"ATEN_CPU_CAPABILITY": "avx2"},
+    "oneDNN AVX2": {"ONEDNN_MAX_CPU_ISA": "AVX2"},
+    "MKL AVX2": {"MKL_ENABLE_INSTRUCTIONS": "AVX2"},
+}
+
+
+def cpu_flags() -> set[str]:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("flags"):
+                return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return set()
+
+
+def run_variant(name: str, env_changes: dict[str, str], overrides: list[str], work: Path) -> dict:
+    exp_root = work / name.replace(" ", "_").replace(",", "")
+    env = dict(os.environ, OMP_NUM_THREADS="2", HYDRA_FULL_ERROR="1", CUDA_VISIBLE_DEVICES="", **env_changes)
+    cmd = [sys.executable, str(REPO / "scripts" / "train.py"), f"exp_root={exp_root}", "trainer.device=cpu",
+           *overrides]
+    proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise RuntimeError(f"{name}: {' '.join(cmd)} failed:\n{proc.stderr[-3000:]}")
+    (summary,) = exp_root.glob("*/*/train/summary.json")
+    return {"name": name, "env": env_changes, "train_dir": str(summary.parent),
+            "final_loss": json.loads(summary.read_text())["final_loss"]}
+
+
+def compare(base: dict, other: dict) -> dict:
+    import torch
+
+    a = torch.load(Path(base["train_dir"]) / "model_avg.pt", weights_only=False)["model"]
+    b = torch.load(Path(other["train_dir"]) / "model_avg.pt", weights_only=False)["model"]
+    floats = [n for n, t in a.items() if t.is_floating_point()]
+    diff = max(float((a[n] - b[n]).abs().max()) for n in floats)
+    scale = max(float(a[n].abs().max()) for n in floats)
+    return {"bitwise_equal": all(torch.equal(a[n], b[n]) for n in a), "max_abs_weight_diff": diff,
+            "max_abs_weight": scale, "final_loss_diff": other["final_loss"] - base["final_loss"]}
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--json", default="", help="write the rows here")
+    p.add_argument("--variants", default=",".join(VARIANTS), help="comma-separated names of VARIANTS")
+    p.add_argument("overrides", nargs="*", help="train-stage overrides (default: a 1-epoch librimini run)")
+    args = p.parse_args(argv)
+    overrides = args.overrides or DEFAULT_OVERRIDES
+    flags = cpu_flags()
+    rows, base = [], None
+    with tempfile.TemporaryDirectory(prefix="repro_check_") as tmp:
+        for name in args.variants.split(","):
+            env = VARIANTS[name]
+            if "AVX2" in name and "avx512f" not in flags:
+                rows.append({"name": name, "env": env, "skipped": "the CPU has no AVX-512: AVX2 is already its best"})
+                continue
+            row = run_variant(name, env, overrides, Path(tmp))
+            if base is None:
+                base = row
+            else:
+                row.update(compare(base, row))
+            rows.append(row)
+            print(json.dumps({k: v for k, v in row.items() if k != "train_dir"}), flush=True)
+    lines = ["| variant (one change against base) | weights bitwise equal to base | max abs weight diff | "
+             "final loss - base |", "|---|---|---|---|"]
+    for r in rows[1:]:
+        if "skipped" in r:
+            lines.append(f"| {r['name']} | skipped: {r['skipped']} | - | - |")
+        else:
+            lines.append(f"| {r['name']} | {'yes' if r['bitwise_equal'] else 'no'} | {r['max_abs_weight_diff']:.2e} | "
+                         f"{r['final_loss_diff']:+.2e} |")
+    print("\n".join(lines))
+    if args.json:
+        meta = {"cpu": platform.processor() or platform.machine(), "avx512": "avx512f" in flags,
+                "overrides": overrides}
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps({"meta": meta, "rows": [
+            {k: v for k, v in r.items() if k != "train_dir"} for r in rows]}, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
