@@ -8,7 +8,7 @@ names an instruction set this CPU lacks is reported as skipped (kernels cannot b
 has).
 
     python benchmarks/repro_check.py --json docs/results/repro_check.json
-        [-- data=librimini +experiment=librimini_resnet10 trainer.epochs=1 ...]   (train-stage overrides)
+        [-- experiment=librimini_resnet10 trainer.epochs=1 ...]   (train-stage overrides)
 """
 from __future__ import annotations
 
@@ -22,12 +22,12 @@ import tempfile
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-DEFAULT_OVERRIDES = ["+experiment=librimini_resnet10", "trainer.epochs=1", "trainer.average_last=1",
+DEFAULT_OVERRIDES = ["experiment=librimini_resnet10", "trainer.epochs=1", "trainer.average_last=1",
                      "trainer.keep_last=1", "trainer.measure_memory=false", "progress=false"]
 # name -> environment changes; each variant changes one thing against "base" (2 threads, the CPU's best ISA)
 VARIANTS: dict[str, dict[str, str]] = {
     "base": {},
-    "base, again": {},
+    "base again": {},
     "1 thread": {"OMP_NUM_THREADS": "1"},
     "ATen kernels AVX2": {"ATEN_CPU_CAPABILITY": "avx2"},
     "oneDNN AVX2": {"ONEDNN_MAX_CPU_ISA": "AVX2"},
@@ -46,7 +46,7 @@ def cpu_flags() -> set[str]:
 
 
 def run_variant(name: str, env_changes: dict[str, str], overrides: list[str], work: Path) -> dict:
-    exp_root = work / name.replace(" ", "_").replace(",", "")
+    exp_root = work / name.replace(" ", "_")
     env = dict(os.environ, OMP_NUM_THREADS="2", HYDRA_FULL_ERROR="1", CUDA_VISIBLE_DEVICES="", **env_changes)
     cmd = [sys.executable, str(REPO / "scripts" / "train.py"), f"exp_root={exp_root}", "trainer.device=cpu",
            *overrides]
