@@ -5,13 +5,14 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test test-all librimini bench clean-demo help
+.PHONY: demo test test-all librimini librimini-table bench clean-demo help
 
 help:
 	@echo "make demo       run the minivox recipe end to end and print its results table"
 	@echo "make test       run the test suite (slow tests excluded)"
 	@echo "make test-all   run every test, slow ones included"
 	@echo "make librimini  train and evaluate on the real-speech librimini corpus"
+	@echo "make librimini-table  every librimini system x 3 seeds: mean ± sd table (hours on 2 cores)"
 	@echo "make bench      run the memory benchmark"
 
 $(PY):
@@ -29,6 +30,9 @@ demo: $(STAMP)
 
 librimini: $(STAMP)
 	PYTHON=$(abspath $(PY)) bash recipes/librimini/run.sh
+
+librimini-table: $(STAMP)
+	PYTHON=$(abspath $(PY)) bash recipes/librimini/table.sh
 
 test: $(STAMP)
 	$(PY) -m pytest -m "not slow and not gpu" -q
