@@ -45,9 +45,21 @@ def cpu_flags() -> set[str]:
     return set()
 
 
+def cpu_model() -> str:
+    for line in Path("/proc/cpuinfo").read_text().splitlines() if Path("/proc/cpuinfo").exists() else []:
+        if line.startswith("model name"):
+            return line.split(":", 1)[1].strip()
+    return platform.processor() or platform.machine()
+
+
+def commit() -> str:
+    out = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
+    return out.stdout.strip() or "unknown"
+
+
 def run_variant(name: str, env_changes: dict[str, str], overrides: list[str], work: Path) -> dict:
     exp_root = work / name.replace(" ", "_")
-    env = dict(os.environ, OMP_NUM_THREADS="2", HYDRA_FULL_ERROR="1", CUDA_VISIBLE_DEVICES="", **env_changes)
+    env = {**os.environ, "OMP_NUM_THREADS": "2", "HYDRA_FULL_ERROR": "1", "CUDA_VISIBLE_DEVICES": "", **env_changes}
     cmd = [sys.executable, str(REPO / "scripts" / "train.py"), f"exp_root={exp_root}", "trainer.device=cpu",
            *overrides]
     proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True)
@@ -102,8 +114,10 @@ def main(argv: list[str] | None = None) -> int:
                          f"{r['final_loss_diff']:+.2e} |")
     print("\n".join(lines))
     if args.json:
-        meta = {"cpu": platform.processor() or platform.machine(), "avx512": "avx512f" in flags,
-                "overrides": overrides}
+        import torch
+
+        meta = {"cpu": cpu_model(), "avx512": "avx512f" in flags, "torch": torch.__version__,
+                "cores": os.cpu_count(), "commit": commit(), "overrides": overrides}
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps({"meta": meta, "rows": [
             {k: v for k, v in r.items() if k != "train_dir"} for r in rows]}, indent=1))
