@@ -27,8 +27,7 @@ from sv_toolkit.data.manifests import read_speakers, read_utterances
 from sv_toolkit.data.shard_dataset import ShardChunkDataset
 from sv_toolkit.data.shards import read_shard_list
 from sv_toolkit.features.store import FeatureStore
-from sv_toolkit.stages.common import resolve_device
-from sv_toolkit.stages.features import settings_from_config
+from sv_toolkit.stages.common import fbank_settings, resolve_device
 
 log = logging.getLogger(__name__)
 
@@ -103,7 +102,7 @@ def build_audio_chunker(cfg: DictConfig, num_speakers: int) -> AudioChunker:
         kinds = [NoiseKind(name, k.weight, tuple(k.snr_db), tuple(k.count)) for name, k in a.noise.items()]
         augment = WaveformAugmentation(a.prob, a.reverb_prob, kinds, a.noise_manifest, a.rir_manifest, sr)
     return AudioChunker(
-        cfg.trainer.chunk_frames, settings_from_config(cfg), cfg.features.train_dither, num_speakers, speed,
+        cfg.trainer.chunk_frames, fbank_settings(cfg), cfg.features.train_dither, num_speakers, speed,
         a.speed.as_new_speakers, augment, build_spec_augment(a),
     )
 
