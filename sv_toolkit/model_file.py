@@ -105,11 +105,15 @@ def load_model_file(
     try:
         data = torch.load(p, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as err:
-        if "Weights only load failed" not in str(err):
-            raise ModelFileError(f"{p} is not a torch model file ({err}); give a model_avg.pt or checkpoint") from err
-        found = re.search(r"Unsupported global: GLOBAL (\S+)", str(err))
+        found = re.search(r"unsupported global:? (?:global )?(\S+)", str(err), re.IGNORECASE)
+        if found is None:  # not written by torch.save (a plain pickle, text...)
+            stopped = re.search(r"WeightsUnpickler error:\s*(.+)", str(err))
+            raise ModelFileError(
+                f"{p} is not a readable torch model file ({stopped.group(1) if stopped else err}); give a model_avg.pt "
+                "or checkpoint written by scripts/train.py"
+            ) from err
         raise ModelFileError(
-            f"{p} needs unsafe unpickling: it holds {found.group(1) if found else 'Python objects'}, which "
+            f"{p} needs unsafe unpickling: it holds {found.group(1)}, which "
             "torch.load(weights_only=True) refuses to load (such a file can run code). sv_toolkit reads only files "
             "of tensors and plain values, like the model_avg.pt and checkpoints/*.pt the train stage writes; "
             "checkpoints written before model-file format 1 (numpy RNG states) cannot be resumed: start again "

@@ -19,7 +19,7 @@ from tqdm import tqdm
 
 from sv_toolkit.data.audio import read_audio
 from sv_toolkit.data.manifests import Utterance
-from sv_toolkit.errors import InputFileError, MissingEntryError, MissingFileError
+from sv_toolkit.errors import ConfigError, InputFileError, MissingEntryError, MissingFileError
 from sv_toolkit.features.fbank import compute_fbank
 from sv_toolkit.utils.io import atomic_dir
 
@@ -125,6 +125,16 @@ class FeatureStore:
 
     def __len__(self) -> int:
         return len(self.keys)
+
+    def check_settings(self, settings: FbankSettings, needed_by: str) -> None:
+        """Raise ConfigError unless the stored fbank was computed with ``settings`` (the settings recorded in
+        meta.json are compared; a hand-made store without them is checked for those it has)."""
+        differ = {k: (self.meta[k], v) for k, v in asdict(settings).items() if k in self.meta and self.meta[k] != v}
+        if differ:
+            raise ConfigError(
+                f"feature store {self.path} was computed with other settings than {needed_by} (stored, wanted): "
+                f"{differ}; re-run scripts/features.py with the same features / data.sample_rate settings"
+            )
 
     def __contains__(self, key: str) -> bool:
         return key in self._row

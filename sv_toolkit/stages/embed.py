@@ -44,7 +44,7 @@ def feature_source(cfg: DictConfig, split: str, settings: FbankSettings) -> Feat
     kind = cfg.embed.features
     if kind == "store":
         store = FeatureStore(Path(cfg.data.feature_dir) / split)
-        check_store_settings(store, settings)
+        store.check_settings(settings, "the model file names (embed.features=audio computes those from the audio)")
         return StoreFeatureSource(store)
     if kind == "audio":
         utts = read_utterances(Path(cfg.data.manifest_dir) / split / "utterances.tsv")
@@ -53,18 +53,6 @@ def feature_source(cfg: DictConfig, split: str, settings: FbankSettings) -> Feat
         source.name = split
         return source
     raise ConfigError(f"embed.features={kind!r} is not one of {FEATURE_SOURCES}")
-
-
-def check_store_settings(store: FeatureStore, settings: FbankSettings) -> None:
-    """The stored fbank must be the features the model was trained on (the model file's settings)."""
-    wanted = asdict(settings)
-    differ = {k: (store.meta[k], v) for k, v in wanted.items() if k in store.meta and store.meta[k] != v}
-    if differ:
-        raise ConfigError(
-            f"feature store {store.path} was computed with other settings than the model expects "
-            f"(stored, model): {differ}; re-run scripts/features.py with those features settings, or set "
-            "embed.features=audio to compute the model's features from the audio"
-        )
 
 
 class SpeakerSubset:

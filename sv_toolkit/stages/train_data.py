@@ -145,6 +145,7 @@ def build_train_data(cfg: DictConfig, rank: int = 0, world_size: int = 1, seed: 
         if fmt == "features":
             _check_no_wave_augment(cfg, f"stored fbank ({d.feature_dir})")
             store = FeatureStore(Path(d.feature_dir) / "train")
+            store.check_settings(fbank_settings(cfg), "the features config (what the model file will record)")
             dataset = RandomChunkDataset(store, speakers, t.chunk_frames, 1, build_spec_augment(cfg.augment), seed)
             num_classes, num_utts = len(speakers), len(store)
         else:
