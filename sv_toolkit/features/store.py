@@ -70,9 +70,11 @@ class FbankSettings:
 
 
 def write_feature_store(
-    utterances: Sequence[Utterance], out_dir: str | os.PathLike, settings: FbankSettings, progress: bool = True
+    utterances: Sequence[Utterance], out_dir: str | os.PathLike, settings: FbankSettings, progress: bool = True,
+    resample: bool = False,
 ) -> Path:
-    """Compute fbank (dither 0) for every utterance and write a store folder atomically."""
+    """Compute fbank (dither 0) for every utterance and write a store folder atomically; with ``resample``,
+    files of another rate (kept by prepare's data.resample_on_read) are resampled to ``settings.sample_rate``."""
     counts = [settings.num_frames(u.num_samples) for u in utterances]
     too_short = [u.key for u, n in zip(utterances, counts) if n == 0]
     if too_short:
@@ -83,7 +85,7 @@ def write_feature_store(
             tmp / "feats.npy", mode="w+", dtype=np.float32, shape=(int(offsets[-1]), settings.num_mel_bins)
         )
         for i, utt in enumerate(tqdm(utterances, desc=f"fbank {Path(out_dir).name}", disable=not progress)):
-            wave, _ = read_audio(utt.path, expected_sample_rate=settings.sample_rate)
+            wave, _ = read_audio(utt.path, settings.sample_rate, resample_to_expected=resample)
             fb = compute_fbank(
                 wave, settings.sample_rate, settings.num_mel_bins, settings.frame_length_ms, settings.frame_shift_ms
             )

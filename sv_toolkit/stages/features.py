@@ -21,6 +21,6 @@ def run(cfg: DictConfig) -> None:
     summary = {}
     for split in cfg.data.feature_splits:
         utts = read_utterances(Path(cfg.data.manifest_dir) / split / "utterances.tsv")
-        write_feature_store(utts, out_dir / split, settings, progress=cfg.progress)
+        write_feature_store(utts, out_dir / split, settings, progress=cfg.progress, resample=cfg.data.resample_on_read)
         summary[split] = {"utterances": len(utts), "frames": sum(settings.num_frames(u.num_samples) for u in utts)}
     mark_done(out_dir, cfg, summary)

@@ -16,5 +16,6 @@ def run(cfg: DictConfig) -> None:
     summary = write_shards(
         Path(cfg.data.manifest_dir) / "train" / "utterances.tsv", out_dir, cfg.preparation.shard_size, cfg.seed,
         cfg.preparation.shard_content, fbank_settings(cfg), cfg.preparation.num_workers, cfg.progress,
+        cfg.data.resample_on_read,
     )
     mark_done(out_dir, cfg, summary)

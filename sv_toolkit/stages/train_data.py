@@ -100,7 +100,8 @@ def build_audio_chunker(cfg: DictConfig, num_speakers: int) -> AudioChunker:
     augment = None
     if a.prob > 0:
         kinds = [NoiseKind(name, k.weight, tuple(k.snr_db), tuple(k.count)) for name, k in a.noise.items()]
-        augment = WaveformAugmentation(a.prob, a.reverb_prob, kinds, a.noise_manifest, a.rir_manifest, sr)
+        augment = WaveformAugmentation(a.prob, a.reverb_prob, kinds, a.noise_manifest, a.rir_manifest, sr,
+                                       cfg.data.resample_on_read)
     return AudioChunker(
         cfg.trainer.chunk_frames, fbank_settings(cfg), cfg.features.train_dither, num_speakers, speed,
         a.speed.as_new_speakers, augment, build_spec_augment(a),
@@ -151,7 +152,7 @@ def build_train_data(cfg: DictConfig, rank: int = 0, world_size: int = 1, seed: 
         else:
             utts = read_utterances(Path(d.manifest_dir) / "train" / "utterances.tsv")
             chunker = build_audio_chunker(cfg, len(speakers))
-            dataset = RawChunkDataset(utts, speakers, chunker, seed)
+            dataset = RawChunkDataset(utts, speakers, chunker, seed, d.resample_on_read)
             num_classes, num_utts = chunker.num_classes, len(utts)
         sampler = EpochSampler(num_utts, t.batch_size, rank, world_size, seed, t.chunks_per_utterance)
         loader = DataLoader(dataset, sampler=sampler, persistent_workers=t.num_workers > 0, **common)
