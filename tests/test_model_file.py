@@ -65,12 +65,14 @@ def test_a_file_needing_unsafe_unpickling_is_refused_without_running_it(tmp_path
     assert "posix.system" in message  # names the global the file wanted
 
 
+@pytest.mark.filterwarnings("ignore:Detected pickle protocol")  # torch, about the plain pickle
 def test_plain_pickle_text_and_missing_files_get_errors_naming_them(tmp_path):
     with open(tmp_path / "pickled.pt", "wb") as f:
         pickle.dump({"model": {}}, f)
     (tmp_path / "notes.pt").write_text("not a model\n")
     torch.save({"weights": torch.zeros(2)}, tmp_path / "other.pt")
-    for name, text in (("pickled.pt", "not a readable torch model file"), ("notes.pt", "not a readable torch model file"),
+    unreadable = "not a readable torch model file"
+    for name, text in (("pickled.pt", unreadable), ("notes.pt", unreadable),
                        ("other.pt", r"not a model file \(no 'model' state\)")):
         with pytest.raises(ModelFileError, match=text) as err:
             load_model_file(tmp_path / name)

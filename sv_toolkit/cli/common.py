@@ -35,7 +35,7 @@ def reports_errors(main: Callable[[list[str] | None], int]) -> Callable[[list[st
     return wrapper
 
 
-def kilohertz(rate: int) -> str:
+def _kilohertz(rate: int) -> str:
     return f"{rate / 1000:g} kHz"
 
 
@@ -51,5 +51,6 @@ def embed_audio_files(
     source = AudioFeatureSource(paths, settings, resample=True)
     source.num_frames()  # reads every header: the rates are known before extraction starts
     for rate in source.resampled_rates:
-        log.info("resampling %s audio to %s (the model's sample rate)", kilohertz(rate), kilohertz(settings.sample_rate))
+        log.info("resampling %s audio to %s (the model's sample rate)", _kilohertz(rate),
+                 _kilohertz(settings.sample_rate))
     return extract_embeddings(model, source, device, **extract_options)

@@ -53,8 +53,8 @@ def main(argv: list[str] | None = None) -> int:
         worst = max(worst, float(abs(run_exported(args.out, feats) - eager).max()))
     if worst > args.tolerance:
         args.out.unlink()
-        raise ExportMismatchError(f"exported embeddings differ from eager by {worst:.2e} > --tolerance {args.tolerance:g}"
-                                  f"; {args.out} removed")
+        raise ExportMismatchError(f"exported embeddings differ from eager by {worst:.2e} > --tolerance "
+                                  f"{args.tolerance:g}; {args.out} removed")
     sidecar = args.out.with_name(args.out.name + ".json")
     write_json_atomic(sidecar, {"format": fmt, "input": "feats (batch, frames, num_mel_bins), mean-normalised fbank",
                                 "features": header.features, "embed_dim": header.embed_dim,

@@ -54,7 +54,9 @@ class FbankSettings:
             return cls(int(recipe["num_mel_bins"]), float(recipe["frame_length_ms"]), float(recipe["frame_shift_ms"]),
                        int(recipe["sample_rate"]))
         except (KeyError, TypeError, ValueError) as err:
-            raise InputFileError(f"{source}: feature settings {dict(recipe)} are incomplete or not numbers ({err!r})") from err
+            raise InputFileError(
+                f"{source}: feature settings {dict(recipe)} are incomplete or not numbers ({err!r})"
+            ) from err
 
     def num_frames(self, num_samples: int) -> int:
         """Frames Kaldi produces for ``num_samples`` samples (snip_edges=True)."""
