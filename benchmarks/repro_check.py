@@ -73,8 +73,10 @@ def run_variant(name: str, env_changes: dict[str, str], overrides: list[str], wo
 def compare(base: dict, other: dict) -> dict:
     import torch
 
-    a = torch.load(Path(base["train_dir"]) / "model_avg.pt", weights_only=False)["model"]
-    b = torch.load(Path(other["train_dir"]) / "model_avg.pt", weights_only=False)["model"]
+    from sv_toolkit.training.checkpoint import load_checkpoint
+
+    a = load_checkpoint(Path(base["train_dir"]) / "model_avg.pt")["model"]
+    b = load_checkpoint(Path(other["train_dir"]) / "model_avg.pt")["model"]
     floats = [n for n, t in a.items() if t.is_floating_point()]
     diff = max(float((a[n] - b[n]).abs().max()) for n in floats)
     scale = max(float(a[n].abs().max()) for n in floats)

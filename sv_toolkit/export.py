@@ -22,6 +22,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from sv_toolkit.errors import ConfigError, MissingExtraError
 from sv_toolkit.models.reversible import set_store_activations
 from sv_toolkit.utils.io import atomic_path
 
@@ -75,7 +76,7 @@ def export_model(model: nn.Module, path: str | os.PathLike, fmt: str, num_mel_bi
         return export_torchscript(model, path, num_mel_bins)
     if fmt == "onnx":
         return export_onnx(model, path, num_mel_bins)
-    raise ValueError(f"export format {fmt!r} is not one of {FORMATS}")
+    raise ConfigError(f"export format {fmt!r} is not one of {FORMATS}")
 
 
 def run_exported(path: str | os.PathLike, feats: torch.Tensor) -> np.ndarray:
@@ -85,7 +86,7 @@ def run_exported(path: str | os.PathLike, feats: torch.Tensor) -> np.ndarray:
         try:
             import onnxruntime as ort
         except ImportError as err:
-            raise ImportError("running ONNX models needs onnxruntime: pip install 'sv_toolkit[export]'") from err
+            raise MissingExtraError("running ONNX models needs onnxruntime: pip install 'sv_toolkit[export]'") from err
         session = ort.InferenceSession(str(p), providers=["CPUExecutionProvider"])
         return session.run(None, {"feats": feats.numpy().astype(np.float32)})[0]
     with warnings.catch_warnings():

@@ -16,9 +16,9 @@ from hydra import compose, initialize_config_dir
 
 from sv_toolkit.data.manifests import Trial, Utterance, write_speakers, write_trials, write_utterances
 from sv_toolkit.features.store import FbankSettings, write_feature_store
+from sv_toolkit.model_file import ModelHeader, save_model_file
 from sv_toolkit.models import build_model
 from sv_toolkit.stages import embed, score
-from sv_toolkit.training.checkpoint import save_checkpoint
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
 TRIAL_LISTS = ("minivox_O", "minivox_E", "minivox_H")  # the minivox data config's names
@@ -83,7 +83,7 @@ def build_experiment(root: Path, seed: int = 0) -> Experiment:
     train_dir = exp / "minivox" / MODEL_SYSTEM / "train"
     checkpoint = train_dir / "model_avg.pt"
     config = {"_target_": "sv_toolkit.models.build_model", "name": "resnet10", **model_overrides}
-    save_checkpoint(checkpoint, {"model": model.state_dict(), "model_config": config})
+    save_model_file(checkpoint, {"model": model.state_dict()}, ModelHeader.create(config, FbankSettings()))
     summary = {"optimizer": "SGD8bit", "params": 1, "memory": {"peak_live": 3 << 20, "activations_saved": 1 << 20}}
     (train_dir / "summary.json").write_text(json.dumps(summary))
     model_stage = overrides + ["experiment=minivox_resnet10", "model.base_width=4", "model.embed_dim=32"]

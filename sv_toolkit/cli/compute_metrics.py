@@ -15,6 +15,7 @@ from pathlib import Path
 
 from sv_toolkit.cli.common import reports_errors
 from sv_toolkit.data.manifests import read_trials
+from sv_toolkit.errors import ConfigError
 from sv_toolkit.metrics import llr_metrics, verification_metrics
 from sv_toolkit.metrics.llr import compute_min_cllr
 from sv_toolkit.scoring import match_scores_to_trials, read_scores
@@ -42,7 +43,7 @@ def main(argv: list[str] | None = None) -> int:
         if extra:
             print(f"note: {extra} scored pairs of {args.scores} are not in {args.trials} and are ignored")
     elif sf.labels is None:
-        raise ValueError(f"{args.scores} has no label column; give the trial list with --trials")
+        raise ConfigError(f"{args.scores} has no label column; give the trial list with --trials")
     else:
         scores, labels = sf.scores, sf.labels
     m = verification_metrics(scores, labels)

@@ -14,6 +14,7 @@ import shutil
 from pathlib import Path
 
 from sv_toolkit.cli.common import embed_audio_files, reports_errors
+from sv_toolkit.errors import InputFileError, MissingFileError
 from sv_toolkit.scoring import load_extractor, save_embeddings
 from sv_toolkit.scoring.extractor import file_fingerprint
 from sv_toolkit.scoring.sources import audio_source_from_list
@@ -22,7 +23,7 @@ from sv_toolkit.stages.common import resolve_device
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="sv-embed", description=__doc__.split("\n\n")[0])
-    p.add_argument("--model", type=Path, required=True, help="train-stage checkpoint (model_avg.pt)")
+    p.add_argument("--model", type=Path, required=True, help="model file (model_avg.pt or a train-stage checkpoint)")
     p.add_argument("--list", type=Path, required=True, help="text file: 'path' or 'key path' per line")
     p.add_argument("--out", type=Path, required=True, help="output .npz")
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default)")
@@ -37,16 +38,16 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     if not args.list.is_file():
-        raise FileNotFoundError(f"file list {args.list} does not exist")
+        raise MissingFileError(f"file list {args.list} does not exist")
     try:
         source = audio_source_from_list(args.list.read_text().splitlines())
-    except ValueError as err:
-        raise ValueError(f"{args.list}: {err}") from None
+    except InputFileError as err:
+        raise InputFileError(f"{args.list}: {err}") from None
     device = resolve_device(args.device)
-    model, model_config = load_extractor(args.model, device)
+    model, header = load_extractor(args.model, device)
     partial = args.out.with_name(args.out.name + ".partial")
     emb = embed_audio_files(
-        model, dict(zip(source.keys, source.paths)), model_config, device, max_crop=args.max_crop,
+        model, dict(zip(source.keys, source.paths)), header, device, max_crop=args.max_crop,
         num_workers=args.num_workers, resume_dir=partial, progress=args.progress,
         fingerprint={"checkpoint_sha256": file_fingerprint(args.model), "list": [source.keys, source.paths]},
     )

@@ -20,6 +20,7 @@ import shutil
 from pathlib import Path
 
 from sv_toolkit.cli.common import reports_errors
+from sv_toolkit.errors import ConfigError, InputFileError, MissingFileError
 from sv_toolkit.reporting import expand_folders, load_system, results_markdown, write_report
 from sv_toolkit.utils.io import read_json, write_text_atomic
 
@@ -50,7 +51,7 @@ def replace_block(text: str, name: str, content: str, path: Path) -> str:
     """``text`` with the lines between the make_table:<name> markers replaced by ``content``."""
     pattern = re.compile(rf"(<!-- make_table:{re.escape(name)} -->\n).*?(<!-- /make_table:{re.escape(name)} -->)", re.S)
     if not pattern.search(text):
-        raise ValueError(
+        raise InputFileError(
             f"{path} has no block '<!-- make_table:{name} -->' ... '<!-- /make_table:{name} -->'; add those two lines "
             "where the table should go"
         )
@@ -62,7 +63,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     tables = expand_folders(args.folders)
     if args.title and len(tables) > 1:
-        raise ValueError(f"--title names one table, but the folders make {len(tables)}: {sorted(tables)}")
+        raise ConfigError(f"--title names one table, but the folders make {len(tables)}: {sorted(tables)}")
+    if args.readme is not None and not args.readme.is_file():
+        raise MissingFileError(f"--readme {args.readme} does not exist")
     readme = args.readme.read_text() if args.readme else None
     for name, systems in tables.items():
         results = [load_system(s) for s in systems]

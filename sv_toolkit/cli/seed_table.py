@@ -20,6 +20,7 @@ from pathlib import Path
 
 from sv_toolkit.cli.common import reports_errors
 from sv_toolkit.cli.make_table import replace_block
+from sv_toolkit.errors import ConfigError
 from sv_toolkit.reporting.seeds import markdown, provenance, seed_table
 from sv_toolkit.utils.io import write_text_atomic
 
@@ -49,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     roots = {_seed_name(r): r for r in args.roots}
     if len(roots) != len(args.roots):
-        raise ValueError(f"two roots name the same seed: {[str(r) for r in args.roots]}")
+        raise ConfigError(f"two roots name the same seed: {[str(r) for r in args.roots]}")
     systems = [s for s in args.systems.split(",") if s]
     rows = seed_table(roots, args.data, systems, args.trial_list, args.test_manifest, args.bootstrap)
     meta = {**provenance(), "command": "python scripts/seed_table.py " + shlex.join(argv if argv is not None

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from sv_toolkit.cli.common import embed_audio_files, reports_errors
+from sv_toolkit.errors import ConfigError, MissingFileError
 from sv_toolkit.metrics import bayes_threshold
 from sv_toolkit.scoring import load_calibration, load_extractor, prepare_embeddings
 from sv_toolkit.stages.common import resolve_device
@@ -23,10 +24,10 @@ from sv_toolkit.stages.common import resolve_device
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="sv-verify", description=__doc__.split("\n\n")[0])
-    p.add_argument("enroll", help="first audio file (16 kHz)")
-    p.add_argument("test", help="second audio file (16 kHz)")
+    p.add_argument("enroll", help="first audio file (any rate: resampled to the model's)")
+    p.add_argument("test", help="second audio file")
     p.add_argument("--exp-dir", type=Path, help="experiment folder: sets --model, --mean, --calibration from it")
-    p.add_argument("--model", type=Path, help="train-stage checkpoint (model_avg.pt)")
+    p.add_argument("--model", type=Path, help="model file (model_avg.pt or a train-stage checkpoint)")
     p.add_argument("--mean", type=Path, help="training-set mean embedding (embed/train_mean.npy)")
     p.add_argument("--calibration", type=Path, help="calibration.json of the score stage")
     p.add_argument("--calibration-scores", default="cosine", help="which calibration of that file (default cosine)")
@@ -41,7 +42,7 @@ def _from_exp_dir(args: argparse.Namespace) -> None:
     if d is None:
         return
     if not d.is_dir():
-        raise FileNotFoundError(f"experiment folder {d} does not exist")
+        raise MissingFileError(f"experiment folder {d} does not exist")
     args.model = args.model or d / "train" / "model_avg.pt"
     if args.mean is None and (d / "embed" / "train_mean.npy").is_file():
         args.mean = d / "embed" / "train_mean.npy"
@@ -54,12 +55,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     _from_exp_dir(args)
     if args.model is None:
-        raise ValueError("give --model (a model_avg.pt) or --exp-dir")
+        raise ConfigError("give --model (a model_avg.pt) or --exp-dir")
     if args.threshold is None and args.calibration is None:
-        raise ValueError("give --threshold (on the cosine score) or --calibration (decide on the LLR)")
+        raise ConfigError("give --threshold (on the cosine score) or --calibration (decide on the LLR)")
     device = resolve_device(args.device)
-    model, model_config = load_extractor(args.model, device)
-    emb = embed_audio_files(model, {"enroll": args.enroll, "test": args.test}, model_config, device, progress=False)
+    model, header = load_extractor(args.model, device)
+    emb = embed_audio_files(model, {"enroll": args.enroll, "test": args.test}, header, device, progress=False)
     mean = np.load(args.mean) if args.mean is not None else None
     e, t = prepare_embeddings(emb, mean)
     score = float(e @ t)

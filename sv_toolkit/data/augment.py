@@ -59,35 +59,37 @@ class SpeedPerturbation:
 class AudioBank:
     """Audio files of one kind (a MUSAN type, the RIRs) from a manifest, read whole or in random segments."""
 
-    def __init__(self, name: str, paths: Sequence[str], num_samples: Sequence[int], sample_rate: int) -> None:
+    def __init__(self, name: str, paths: Sequence[str], num_samples: Sequence[int], sample_rate: int,
+                 resample: bool = False) -> None:
         if len(paths) == 0:
             raise ValueError(f"no {name} files: check the augmentation manifest (run scripts/prepare.py with the "
                              "MUSAN / RIRS_NOISES folders set in data.musan_dir / data.rirs_dir)")
-        self.name, self.sample_rate = name, sample_rate
+        self.name, self.sample_rate, self.resample = name, sample_rate, resample  # resample: data.resample_on_read
         self.paths = np.asarray(paths, dtype=np.bytes_)  # one numpy array: no per-object refcounts in workers
         self.num_samples = np.asarray(num_samples, dtype=np.int64)
 
     @classmethod
-    def from_manifest(cls, path: str | os.PathLike, kind: str | None, sample_rate: int) -> "AudioBank":
+    def from_manifest(cls, path: str | os.PathLike, kind: str | None, sample_rate: int,
+                      resample: bool = False) -> "AudioBank":
         """Files of ``kind`` (the manifest's first key component: noise / speech / music...), or all when None."""
         utts = [u for u in read_utterances(path) if kind is None or u.speaker == kind]
         if not utts:
             raise ValueError(f"{path} holds no {kind!r} files; kinds are the first folder level of the source")
-        return cls(kind or "rir", [u.path for u in utts], [u.num_samples for u in utts], sample_rate)
+        return cls(kind or "rir", [u.path for u in utts], [u.num_samples for u in utts], sample_rate, resample)
 
     def __len__(self) -> int:
         return len(self.paths)
 
     def whole(self, rng: np.random.Generator) -> torch.Tensor:
         i = int(rng.integers(len(self)))
-        return read_audio(self.paths[i].decode(), self.sample_rate)[0]
+        return read_audio(self.paths[i].decode(), self.sample_rate, resample_to_expected=self.resample)[0]
 
     def segment(self, rng: np.random.Generator, length: int) -> torch.Tensor:
         """``length`` samples from a random position of a random file (a shorter file is repeated)."""
         i = int(rng.integers(len(self)))
         n = int(self.num_samples[i])
         start = int(rng.integers(n - length + 1)) if n > length else 0
-        wave = read_audio(self.paths[i].decode(), self.sample_rate, start, min(length, n))[0]
+        wave = read_audio(self.paths[i].decode(), self.sample_rate, start, min(length, n), self.resample)[0]
         return repeat_to(wave, length)
 
 
@@ -152,6 +154,7 @@ class WaveformAugmentation:
         noise_manifest: str | os.PathLike | None,
         rir_manifest: str | os.PathLike | None,
         sample_rate: int,
+        resample: bool = False,
     ) -> None:
         if not 0 <= prob <= 1 or not 0 <= reverb_prob <= 1:
             raise ValueError(f"augment.prob={prob} and augment.reverb_prob={reverb_prob} must be in [0, 1]")
@@ -161,9 +164,10 @@ class WaveformAugmentation:
             raise ValueError("augment.reverb_prob > 0 but no RIR manifest: set data.rirs_dir and re-run prepare")
         if needs_noise and (noise_manifest is None or not noise_kinds):
             raise ValueError("augment.reverb_prob < 1 but no MUSAN manifest or noise kinds: set data.musan_dir")
-        self.rirs = AudioBank.from_manifest(rir_manifest, None, sample_rate) if needs_rir else None
+        self.rirs = AudioBank.from_manifest(rir_manifest, None, sample_rate, resample) if needs_rir else None
         self.kinds = [k for k in noise_kinds if k.weight > 0] if needs_noise else []
-        self.banks = {k.name: AudioBank.from_manifest(noise_manifest, k.name, sample_rate) for k in self.kinds}
+        self.banks = {k.name: AudioBank.from_manifest(noise_manifest, k.name, sample_rate, resample)
+                      for k in self.kinds}
         w = np.array([k.weight for k in self.kinds], dtype=np.float64)
         self.kind_p = w / w.sum() if len(w) else w
 

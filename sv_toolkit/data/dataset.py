@@ -129,11 +129,13 @@ class RandomChunkDataset(Dataset):
 class RawChunkDataset(Dataset):
     """Training chunks computed on the fly from the audio files of a manifest (small corpora, or no shards).
 
-    Items are :class:`SampleIndex`; each reads only the planned segment of its file.
+    Items are :class:`SampleIndex`; each reads only the planned segment of its file (with ``resample``, a file of
+    another rate is read whole and resampled: prepare's data.resample_on_read).
     """
 
     def __init__(
-        self, utterances: Sequence[Utterance], speaker_to_index: Mapping[str, int], chunker: AudioChunker, seed: int
+        self, utterances: Sequence[Utterance], speaker_to_index: Mapping[str, int], chunker: AudioChunker, seed: int,
+        resample: bool = False,
     ) -> None:
         unknown = sorted({u.speaker for u in utterances if u.speaker not in speaker_to_index})
         if unknown:
@@ -143,7 +145,7 @@ class RawChunkDataset(Dataset):
         self.num_samples = np.asarray([u.num_samples for u in utterances], dtype=np.int64)
         self.speakers = np.asarray([speaker_to_index[u.speaker] for u in utterances], dtype=np.int64)
         self.sample_rate = chunker.fbank.sample_rate
-        self.chunker, self.seed = chunker, seed
+        self.chunker, self.seed, self.resample = chunker, seed, resample
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -151,5 +153,5 @@ class RawChunkDataset(Dataset):
     def __getitem__(self, i: SampleIndex) -> tuple[torch.Tensor, int]:
         rng = chunk_rng(self.seed, i.epoch, i.position)
         plan = self.chunker.plan(rng, int(self.num_samples[i.item]))
-        segment, _ = read_audio(self.paths[i.item].decode(), self.sample_rate, plan.start, plan.length)
+        segment, _ = read_audio(self.paths[i.item].decode(), self.sample_rate, plan.start, plan.length, self.resample)
         return self.chunker.features(segment, plan, rng), self.chunker.label(int(self.speakers[i.item]), plan)

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Mapping
 
+from sv_toolkit.errors import InputFileError, MissingFileError
 from sv_toolkit.utils.io import atomic_path
 
 UTTERANCE_COLUMNS = ("key", "speaker", "path", "num_samples", "sample_rate")
@@ -53,12 +54,12 @@ def read_utterances(path: str | os.PathLike) -> list[Utterance]:
     """Read an utterance manifest written by :func:`write_utterances`."""
     p = Path(path)
     if not p.is_file():
-        raise FileNotFoundError(f"utterance manifest {p} does not exist; run scripts/prepare.py first")
+        raise MissingFileError(f"utterance manifest {p} does not exist; run scripts/prepare.py first")
     with open(p, newline="") as f:
         reader = csv.DictReader(f, delimiter="\t")
         missing = set(UTTERANCE_COLUMNS) - set(reader.fieldnames or ())
         if missing:
-            raise ValueError(f"{p} lacks columns {sorted(missing)}; re-run scripts/prepare.py with overwrite=true")
+            raise InputFileError(f"{p} lacks columns {sorted(missing)}; re-run scripts/prepare.py with overwrite=true")
         return [
             Utterance(r["key"], r["speaker"], r["path"], int(r["num_samples"]), int(r["sample_rate"])) for r in reader
         ]
@@ -92,7 +93,7 @@ def read_speakers(path: str | os.PathLike) -> dict[str, int]:
     """Speaker -> class index from a speaker list written by :func:`write_speakers`."""
     p = Path(path)
     if not p.is_file():
-        raise FileNotFoundError(f"speaker list {p} does not exist; run scripts/prepare.py first")
+        raise MissingFileError(f"speaker list {p} does not exist; run scripts/prepare.py first")
     with open(p, newline="") as f:
         return {r["speaker"]: int(r["index"]) for r in csv.DictReader(f, delimiter="\t")}
 
@@ -105,7 +106,7 @@ def read_trials(path: str | os.PathLike, known_keys: Mapping[str, object] | set[
     """
     p = Path(path)
     if not p.is_file():
-        raise FileNotFoundError(f"trial list {p} does not exist; check the data.trials paths in the config")
+        raise MissingFileError(f"trial list {p} does not exist; check the data.trials paths in the config")
     trials = []
     with open(p) as f:
         for lineno, line in enumerate(f, start=1):
@@ -113,18 +114,18 @@ def read_trials(path: str | os.PathLike, known_keys: Mapping[str, object] | set[
             if not fields:
                 continue
             if len(fields) != 3 or fields[0] not in ("0", "1"):
-                raise ValueError(f"{p}:{lineno}: expected 'label enroll test' with label 0 or 1, got {line.strip()!r}")
+                raise InputFileError(f"{p}:{lineno}: expected 'label enroll test' with label 0 or 1, got {line.strip()!r}")
             trial = Trial(int(fields[0]), fields[1], fields[2])
             if known_keys is not None:
                 for key in (trial.enroll, trial.test):
                     if key not in known_keys:
-                        raise ValueError(
+                        raise InputFileError(
                             f"{p}:{lineno}: utterance {key!r} is not in the corpus; "
                             "fix the trial list or the data.test_audio_dir it refers to"
                         )
             trials.append(trial)
     if not trials:
-        raise ValueError(f"trial list {p} is empty")
+        raise InputFileError(f"trial list {p} is empty")
     return trials
 
 

@@ -27,7 +27,8 @@ log = logging.getLogger(__name__)
 
 
 def scan_audio_dir(
-    audio_dir: str | os.PathLike, sample_rate: int, min_seconds: float = 0.0, skip_bad_audio: bool = True
+    audio_dir: str | os.PathLike, sample_rate: int, min_seconds: float = 0.0, skip_bad_audio: bool = True,
+    resample_on_read: bool = False,
 ) -> tuple[list[Utterance], list[ScannedFile]]:
     """In-memory scan of a small ``speaker/session/file`` tree: (kept utterances, skipped files).
 
@@ -39,7 +40,7 @@ def scan_audio_dir(
             f"audio folder {root} does not exist; create the corpus first (for minivox: scripts/synth_minivox.py) "
             "or point data.train_audio_dir / data.test_audio_dir at it"
         )
-    params = ScanParams(str(root.resolve()), sample_rate, float(min_seconds), 3, 1)
+    params = ScanParams(str(root.resolve()), sample_rate, float(min_seconds), 3, 1, resample_on_read)
     suffixes = AUDIO_EXTENSIONS + NEEDS_CONVERSION
     files = sorted(p for p in Path(params.root).glob("*/*/*") if p.suffix.lower() in suffixes)
     checked = [check_audio_file(p, p.relative_to(params.root).as_posix(), params) for p in files]

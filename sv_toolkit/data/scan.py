@@ -7,7 +7,9 @@ sorted order gives exactly what an uninterrupted scan gives. Only one unit's row
 File policy (documented in the README; the reason strings start with the category):
   unreadable   the header cannot be parsed (corrupt or not audio)       -> skipped
   empty        0 bytes, or a valid header with 0 samples              -> skipped
-  wrong sample rate                                                   -> skipped (resample the corpus)
+  wrong sample rate                                                   -> skipped (resample the corpus), or
+               with resample_on_read kept with a note: readers resample it to sample_rate (torchaudio), and
+               the manifest gives its length at sample_rate
   not converted  .m4a / .aac / .mp4 (AAC, which libsndfile cannot read) -> skipped (run scripts/convert.py)
   unexpected layout  not at the expected depth (<spk>/<video>/<file>)  -> skipped
   too short    shorter than min_seconds                               -> skipped
@@ -27,7 +29,7 @@ from typing import Iterator
 
 from tqdm import tqdm
 
-from sv_toolkit.data.audio import AudioError, audio_info
+from sv_toolkit.data.audio import AudioError, audio_info, resampled_length
 from sv_toolkit.utils.io import atomic_path, write_json_atomic
 from sv_toolkit.utils.parallel import imap_processes
 
@@ -65,6 +67,7 @@ class ScanParams:
     min_seconds: float
     file_depth: int | None  # files must be exactly this many levels below root (None: any depth)
     unit_depth: int  # work units are the folders this many levels below root
+    resample_on_read: bool = False  # keep files of another rate (readers resample them)
 
 
 def check_audio_file(path: Path, key: str, params: ScanParams) -> ScannedFile:
@@ -83,14 +86,19 @@ def check_audio_file(path: Path, key: str, params: ScanParams) -> ScannedFile:
         return ScannedFile("skip", key, str(path), 0, 0, 0, f"unreadable: {err.__cause__ or err}")
     if num_samples == 0:
         return ScannedFile("skip", key, str(path), 0, sr, channels, "empty: 0 samples")
+    notes = []
     if sr != params.sample_rate:
-        return ScannedFile("skip", key, str(path), num_samples, sr, channels,
-                           f"wrong sample rate: {sr} Hz, expected {params.sample_rate} Hz")
+        if not params.resample_on_read:
+            return ScannedFile("skip", key, str(path), num_samples, sr, channels,
+                               f"wrong sample rate: {sr} Hz, expected {params.sample_rate} Hz")
+        notes.append(f"resampled on read: {sr} Hz to {params.sample_rate} Hz")
+        num_samples, sr = resampled_length(num_samples, sr, params.sample_rate), params.sample_rate
     if num_samples < params.min_seconds * sr:
         return ScannedFile("skip", key, str(path), num_samples, sr, channels,
                            f"too short: {num_samples / sr:.2f} s, shorter than {params.min_seconds} s")
-    note = f"multi-channel: {channels} channels, averaged to mono on read" if channels > 1 else ""
-    return ScannedFile("ok", key, str(path), num_samples, sr, channels, note)
+    if channels > 1:
+        notes.append(f"multi-channel: {channels} channels, averaged to mono on read")
+    return ScannedFile("ok", key, str(path), num_samples, sr, channels, "; ".join(notes))
 
 
 def fatal_error(f: ScannedFile) -> AudioError:
@@ -168,6 +176,7 @@ def scan_tree(
     num_workers: int = 1,
     progress: bool = True,
     desc: str = "scan",
+    resample_on_read: bool = False,
 ) -> list[str]:
     """Scan every unit of ``root`` not already done in ``work_dir``; returns the sorted unit list.
 
@@ -175,7 +184,8 @@ def scan_tree(
     the work folder is cleared first.
     """
     root_path, work = require_dir(root), Path(work_dir)
-    params = ScanParams(str(root_path.resolve()), sample_rate, float(min_seconds), file_depth, unit_depth)
+    params = ScanParams(str(root_path.resolve()), sample_rate, float(min_seconds), file_depth, unit_depth,
+                        resample_on_read)
     params_file = work / _PARAMS
     if params_file.is_file() and json.loads(params_file.read_text()) != asdict(params):
         log.info("%s: scan parameters changed since the unfinished earlier run; starting %s afresh", desc, work)

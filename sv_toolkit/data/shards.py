@@ -19,9 +19,10 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
+import soundfile as sf
 from tqdm import tqdm
 
-from sv_toolkit.data.audio import read_audio
+from sv_toolkit.data.audio import audio_info, read_audio
 from sv_toolkit.features.fbank import compute_fbank
 from sv_toolkit.features.store import FbankSettings
 from sv_toolkit.utils.io import atomic_path, write_json_atomic
@@ -57,6 +58,7 @@ class _Job:
     out: str
     content: str
     fbank: FbankSettings | None
+    resample: bool = False  # files of another rate than the manifest's are resampled (data.resample_on_read)
 
 
 def _line_offsets(manifest: Path) -> np.ndarray:
@@ -92,13 +94,18 @@ def _write_shard(job: _Job) -> tuple[int, float]:
     if Path(job.out).is_file():
         return len(rows), seconds
     with atomic_path(job.out) as tmp, tarfile.open(tmp, "w", format=tarfile.GNU_FORMAT) as tar:
-        for key, path, _, _ in rows:
-            if job.content == "audio":
+        for key, path, _, rate in rows:
+            if job.content == "audio" and job.resample and audio_info(path)[1] != rate:
+                buf = io.BytesIO()  # resampled once here, so that the shard readers see one rate
+                sf.write(buf, read_audio(path, rate, resample_to_expected=True)[0].numpy(), rate, subtype="PCM_16",
+                         format="WAV")
+                tar.addfile(*_member(key, buf.getvalue()))
+            elif job.content == "audio":
                 with open(path, "rb") as src:
                     tar.addfile(*_member(key, src.read()))
             else:
                 s = job.fbank
-                wave, _ = read_audio(path, s.sample_rate)
+                wave, _ = read_audio(path, s.sample_rate, resample_to_expected=job.resample)
                 feats = compute_fbank(wave, s.sample_rate, s.num_mel_bins, s.frame_length_ms, s.frame_shift_ms)
                 buf = io.BytesIO()
                 np.save(buf, feats.numpy().astype(np.float32))
@@ -121,8 +128,13 @@ def write_shards(
     fbank: FbankSettings | None = None,
     num_workers: int = 1,
     progress: bool = True,
+    resample: bool = False,
 ) -> dict[str, float]:
-    """Pack the utterances of ``manifest`` into shards of ``shard_size`` under ``out_dir``; returns a summary."""
+    """Pack the utterances of ``manifest`` into shards of ``shard_size`` under ``out_dir``; returns a summary.
+
+    With ``resample`` (data.resample_on_read), files at another rate than the manifest's are resampled to it:
+    audio members are then written as 16-bit WAV at that rate.
+    """
     if content not in CONTENTS:
         raise ValueError(f"shard content {content!r} is not one of {CONTENTS}")
     if content == "fbank" and fbank is None:
@@ -133,7 +145,8 @@ def write_shards(
     offsets = _line_offsets(manifest)
     stat = manifest.stat()
     plan = {"manifest": str(manifest.resolve()), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "seed": seed,
-            "shard_size": shard_size, "content": content, "fbank": asdict(fbank) if content == "fbank" else None}
+            "shard_size": shard_size, "content": content, "fbank": asdict(fbank) if content == "fbank" else None,
+            "resample": resample}
     if (out / _PLAN).is_file() and json.loads((out / _PLAN).read_text()) != plan:
         old = sorted(out.glob("shard_*.tar"))
         log.info("shard settings or manifest changed since the unfinished earlier run: removing %d shards", len(old))
@@ -142,7 +155,8 @@ def write_shards(
     write_json_atomic(out / _PLAN, plan)
     order = offsets[np.random.default_rng(seed).permutation(len(offsets))]
     jobs = [
-        _Job(str(manifest), order[i : i + shard_size], str(out / f"shard_{i // shard_size:06d}.tar"), content, fbank)
+        _Job(str(manifest), order[i : i + shard_size], str(out / f"shard_{i // shard_size:06d}.tar"), content, fbank,
+             resample)
         for i in range(0, len(order), shard_size)
     ]
     present = sum(Path(j.out).is_file() for j in jobs)

@@ -4,6 +4,8 @@ from __future__ import annotations
 import torch
 import torchaudio.compliance.kaldi as kaldi
 
+from sv_toolkit.errors import InputFileError
+
 # Kaldi works on 16-bit integer sample values; soundfile gives floats in [-1, 1].
 _INT16_SCALE = float(2**15)
 
@@ -27,7 +29,7 @@ def compute_fbank(
         raise ValueError(f"compute_fbank expects a mono waveform of shape (N,) or (1, N), got {tuple(waveform.shape)}")
     min_samples = int(sample_rate * frame_length_ms / 1000)
     if waveform.shape[1] < min_samples:
-        raise ValueError(
+        raise InputFileError(
             f"waveform has {waveform.shape[1]} samples, fewer than one {frame_length_ms} ms frame "
             f"({min_samples} samples at {sample_rate} Hz)"
         )

@@ -10,17 +10,23 @@ from __future__ import annotations
 import csv
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 from tqdm import tqdm
 
 from sv_toolkit.data.audio import read_audio
 from sv_toolkit.data.manifests import Utterance
+from sv_toolkit.errors import ConfigError, InputFileError, MissingEntryError, MissingFileError
 from sv_toolkit.features.fbank import compute_fbank
 from sv_toolkit.utils.io import atomic_dir
+
+
+# What compute_fbank always does and utterance_fbank adds at test time; a recipe saying otherwise was written
+# by another (newer) feature code and cannot be reproduced here.
+_FIXED_RECIPE = {"kind": "kaldi_fbank", "window": "hamming", "energy": False, "dither": 0.0, "cmn": "utterance_mean"}
 
 
 @dataclass(frozen=True)
@@ -29,6 +35,28 @@ class FbankSettings:
     frame_length_ms: float = 25.0
     frame_shift_ms: float = 10.0
     sample_rate: int = 16000
+
+    def recipe(self) -> dict[str, Any]:
+        """The test-time feature recipe as plain values, as model files carry it: these settings plus what is
+        fixed (Kaldi fbank, Hamming window, no energy term, dither 0, per-utterance mean normalisation)."""
+        return {**_FIXED_RECIPE, **asdict(self)}
+
+    @classmethod
+    def from_recipe(cls, recipe: Mapping[str, Any], source: str) -> "FbankSettings":
+        """Settings of a :meth:`recipe` dict read from ``source`` (named in the error when it does not fit)."""
+        for key, value in _FIXED_RECIPE.items():
+            if recipe.get(key) != value:
+                raise InputFileError(
+                    f"{source}: feature setting {key}={recipe.get(key)!r}, but this sv_toolkit computes only "
+                    f"{key}={value!r}; use the sv_toolkit version that wrote the file"
+                )
+        try:
+            return cls(int(recipe["num_mel_bins"]), float(recipe["frame_length_ms"]), float(recipe["frame_shift_ms"]),
+                       int(recipe["sample_rate"]))
+        except (KeyError, TypeError, ValueError) as err:
+            raise InputFileError(
+                f"{source}: feature settings {dict(recipe)} are incomplete or not numbers ({err!r})"
+            ) from err
 
     def num_frames(self, num_samples: int) -> int:
         """Frames Kaldi produces for ``num_samples`` samples (snip_edges=True)."""
@@ -44,25 +72,27 @@ class FbankSettings:
 
 
 def write_feature_store(
-    utterances: Sequence[Utterance], out_dir: str | os.PathLike, settings: FbankSettings, progress: bool = True
+    utterances: Sequence[Utterance], out_dir: str | os.PathLike, settings: FbankSettings, progress: bool = True,
+    resample: bool = False,
 ) -> Path:
-    """Compute fbank (dither 0) for every utterance and write a store folder atomically."""
+    """Compute fbank (dither 0) for every utterance and write a store folder atomically; with ``resample``,
+    files of another rate (kept by prepare's data.resample_on_read) are resampled to ``settings.sample_rate``."""
     counts = [settings.num_frames(u.num_samples) for u in utterances]
     too_short = [u.key for u, n in zip(utterances, counts) if n == 0]
     if too_short:
-        raise ValueError(f"{len(too_short)} utterances are shorter than one frame, e.g. {too_short[0]}; re-run prepare")
+        raise InputFileError(f"{len(too_short)} utterances are shorter than one frame, e.g. {too_short[0]}; re-run prepare")
     offsets = np.concatenate([[0], np.cumsum(counts)])
     with atomic_dir(out_dir) as tmp:
         feats = np.lib.format.open_memmap(
             tmp / "feats.npy", mode="w+", dtype=np.float32, shape=(int(offsets[-1]), settings.num_mel_bins)
         )
         for i, utt in enumerate(tqdm(utterances, desc=f"fbank {Path(out_dir).name}", disable=not progress)):
-            wave, _ = read_audio(utt.path, expected_sample_rate=settings.sample_rate)
+            wave, _ = read_audio(utt.path, settings.sample_rate, resample_to_expected=resample)
             fb = compute_fbank(
                 wave, settings.sample_rate, settings.num_mel_bins, settings.frame_length_ms, settings.frame_shift_ms
             )
             if fb.shape[0] != counts[i]:
-                raise ValueError(
+                raise InputFileError(
                     f"{utt.path}: manifest says {utt.num_samples} samples ({counts[i]} frames) but the file gave "
                     f"{fb.shape[0]} frames; re-run prepare with overwrite=true"
                 )
@@ -86,7 +116,7 @@ class FeatureStore:
         self.path = Path(path)
         index = self.path / "index.tsv"
         if not index.is_file():
-            raise FileNotFoundError(f"feature store {self.path} has no index.tsv; run scripts/features.py first")
+            raise MissingFileError(f"feature store {self.path} has no index.tsv; run scripts/features.py first")
         self.meta = json.loads((self.path / "meta.json").read_text())
         self.feats = np.load(self.path / "feats.npy", mmap_mode="r")  # (total_frames, bins)
         with open(index, newline="") as f:
@@ -100,6 +130,16 @@ class FeatureStore:
     def __len__(self) -> int:
         return len(self.keys)
 
+    def check_settings(self, settings: FbankSettings, needed_by: str) -> None:
+        """Raise ConfigError unless the stored fbank was computed with ``settings`` (the settings recorded in
+        meta.json are compared; a hand-made store without them is checked for those it has)."""
+        differ = {k: (self.meta[k], v) for k, v in asdict(settings).items() if k in self.meta and self.meta[k] != v}
+        if differ:
+            raise ConfigError(
+                f"feature store {self.path} was computed with other settings than {needed_by} (stored, wanted): "
+                f"{differ}; re-run scripts/features.py with the same features / data.sample_rate settings"
+            )
+
     def __contains__(self, key: str) -> bool:
         return key in self._row
 
@@ -110,5 +150,5 @@ class FeatureStore:
 
     def by_key(self, key: str) -> np.ndarray:
         if key not in self._row:
-            raise KeyError(f"utterance {key!r} is not in feature store {self.path}; re-run scripts/features.py")
+            raise MissingEntryError(f"utterance {key!r} is not in feature store {self.path}; re-run scripts/features.py")
         return self.by_index(self._row[key])

@@ -16,6 +16,7 @@ from typing import Sequence
 
 import numpy as np
 
+from sv_toolkit.errors import ConfigError, InputFileError
 from sv_toolkit.metrics.verification import _eer, _min_dcf, _operating_points, validate_trials
 
 
@@ -63,17 +64,17 @@ def speaker_bootstrap(
     trial's enrolment and test side. Returns ``{"eer": Interval, "min_dcf": Interval}``.
     """
     if not 0.0 < level < 1.0:
-        raise ValueError(f"level must be in (0, 1), got {level}")
+        raise ConfigError(f"level must be in (0, 1), got {level}")
     checked = [validate_trials(r, labels) for r in runs]
     if not checked:
-        raise ValueError("no runs to bootstrap")
+        raise InputFileError("no runs to bootstrap")
     y = checked[0][1]
     names = sorted(set(enroll_speaker) | set(test_speaker))
     index = {s: i for i, s in enumerate(names)}
     e = np.array([index[s] for s in enroll_speaker])
     t = np.array([index[s] for s in test_speaker])
     if e.size != y.size or t.size != y.size:
-        raise ValueError(f"{y.size} trials but {e.size} enrolment and {t.size} test speakers")
+        raise InputFileError(f"{y.size} trials but {e.size} enrolment and {t.size} test speakers")
     weights = trial_weights(speaker_resamples(len(names), n, seed), e, t, y)
     usable = ((weights * y).sum(1) > 0) & ((weights * (1 - y)).sum(1) > 0)
     eers, dcfs = [], []

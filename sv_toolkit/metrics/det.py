@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from sv_toolkit.errors import ConfigError
 from sv_toolkit.metrics.verification import ArrayLike, error_rates
 
 
@@ -46,7 +47,7 @@ def det_curve(scores: ArrayLike, labels: ArrayLike, max_points: int | None = 200
     if max_points is None or p_miss.size <= max_points:
         return DetCurve(p_miss, p_fa, thresholds)
     if max_points < 2:
-        raise ValueError(f"max_points must be at least 2 (or None for every point), got {max_points}")
+        raise ConfigError(f"max_points must be at least 2 (or None for every point), got {max_points}")
     eps = 0.5 / max(p_miss.size, 2)  # clip so that the end points have a finite probit for the arc length
     x = probit(np.clip(p_fa, eps, 1 - eps))
     y = probit(np.clip(p_miss, eps, 1 - eps))

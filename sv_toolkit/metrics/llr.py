@@ -22,13 +22,14 @@ import math
 import numpy as np
 from sklearn.isotonic import IsotonicRegression
 
+from sv_toolkit.errors import ConfigError
 from sv_toolkit.metrics.verification import ArrayLike, validate_trials
 
 
 def bayes_threshold(p_target: float, c_miss: float = 1.0, c_fa: float = 1.0) -> float:
     """The LLR threshold of the Bayes decision at prior ``p_target``: log(C_fa (1 - p) / (C_miss p))."""
     if not 0.0 < p_target < 1.0:
-        raise ValueError(f"p_target must be in (0, 1), got {p_target}")
+        raise ConfigError(f"p_target must be in (0, 1), got {p_target}")
     return math.log(c_fa * (1.0 - p_target) / (c_miss * p_target))
 
 

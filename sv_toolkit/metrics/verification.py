@@ -22,6 +22,8 @@ from typing import Sequence
 
 import numpy as np
 
+from sv_toolkit.errors import ConfigError, InputFileError
+
 ArrayLike = np.ndarray | Sequence[float]
 
 DEFAULT_P_TARGETS = (0.01, 0.05)
@@ -35,19 +37,19 @@ def validate_trials(scores: ArrayLike, labels: ArrayLike) -> tuple[np.ndarray, n
     s = np.asarray(scores, dtype=np.float64).ravel()
     y = np.asarray(labels).ravel()
     if s.shape != y.shape:
-        raise ValueError(f"scores ({s.size}) and labels ({y.size}) differ in length")
+        raise InputFileError(f"scores ({s.size}) and labels ({y.size}) differ in length")
     if s.size == 0:
-        raise ValueError("no trials: scores and labels are empty")
+        raise InputFileError("no trials: scores and labels are empty")
     if not np.all(np.isfinite(s)):
         bad = int(np.flatnonzero(~np.isfinite(s))[0])
-        raise ValueError(f"score {s[bad]} at trial index {bad} is not finite; fix the scoring step that produced it")
+        raise InputFileError(f"score {s[bad]} at trial index {bad} is not finite; fix the scoring step that produced it")
     if not np.all((y == 0) | (y == 1)):
-        raise ValueError(f"labels must be 0 (non-target) or 1 (target); found {sorted(set(np.unique(y)) - {0, 1})[:5]}")
+        raise InputFileError(f"labels must be 0 (non-target) or 1 (target); found {sorted(set(np.unique(y)) - {0, 1})[:5]}")
     y = y.astype(np.int64)
     n_target = int(y.sum())
     if n_target == 0 or n_target == y.size:
         kind = "no target" if n_target == 0 else "no non-target"
-        raise ValueError(f"the trials have {kind} trials ({y.size} trials): verification metrics need both kinds")
+        raise InputFileError(f"the trials have {kind} trials ({y.size} trials): verification metrics need both kinds")
     return s, y
 
 
@@ -94,7 +96,7 @@ def _min_dcf(
     p_miss: np.ndarray, p_fa: np.ndarray, thresholds: np.ndarray, p_target: float, c_miss: float, c_fa: float
 ) -> tuple[float, float]:
     if not 0.0 < p_target < 1.0:
-        raise ValueError(f"p_target must be in (0, 1), got {p_target}")
+        raise ConfigError(f"p_target must be in (0, 1), got {p_target}")
     dcf = c_miss * p_miss * p_target + c_fa * p_fa * (1.0 - p_target)
     i = int(np.argmin(dcf))
     return float(dcf[i] / min(c_miss * p_target, c_fa * (1.0 - p_target))), float(thresholds[i])
@@ -110,7 +112,7 @@ def compute_min_dcf(
 ) -> float:
     """Normalised minimum detection cost at prior ``p_target`` (see the module docstring)."""
     if not 0.0 < p_target < 1.0:
-        raise ValueError(f"p_target must be in (0, 1), got {p_target}")
+        raise ConfigError(f"p_target must be in (0, 1), got {p_target}")
     return _min_dcf(*error_rates(scores, labels), p_target, c_miss, c_fa)[0]
 
 

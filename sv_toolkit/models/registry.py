@@ -13,6 +13,8 @@ from collections.abc import Callable, Sequence
 
 import torch.nn as nn
 
+from sv_toolkit.errors import ConfigError
+
 ModelBuilder = Callable[..., nn.Module]
 
 _REGISTRY: dict[str, ModelBuilder] = {}
@@ -44,7 +46,7 @@ def build_model(name: str, **overrides: object) -> nn.Module:
     override the model does not accept (naming it and listing the accepted ones).
     """
     if name not in _REGISTRY:
-        raise ValueError(f"unknown model {name!r}; available models: {', '.join(available_models())}")
+        raise ConfigError(f"unknown model {name!r}; available models: {', '.join(available_models())}")
     builder = _REGISTRY[name]
     accepted = _accepted_overrides(builder)
     unknown = sorted(set(overrides) - set(accepted))

@@ -12,6 +12,7 @@ import os
 from pathlib import Path
 from typing import Any, Sequence
 
+from sv_toolkit.errors import MissingFileError
 from sv_toolkit.reporting.table import SystemResult
 from sv_toolkit.utils.io import read_json
 
@@ -49,7 +50,7 @@ def load_system(exp_dir: str | os.PathLike) -> SystemResult:
     """A system's results from its experiment folder (see the module docstring)."""
     d = Path(exp_dir)
     if not (d / METRICS).is_file():
-        raise FileNotFoundError(f"no scores in {d} ({METRICS} is missing); run scripts/score.py for that system")
+        raise MissingFileError(f"no scores in {d} ({METRICS} is missing); run scripts/score.py for that system")
     info = read_json(d / "embed" / "info.json")
     metrics = read_json(d / METRICS)
     trained = (d / "train").is_dir()
@@ -92,11 +93,11 @@ def find_systems(root: str | os.PathLike, names: Sequence[str] = ()) -> list[Pat
         dirs = [root / n for n in names]
         missing = [d for d in dirs if not (d / METRICS).exists()]
         if missing:
-            raise FileNotFoundError(f"no scores in {missing[0]}; run scripts/score.py for that system, or leave it out")
+            raise MissingFileError(f"no scores in {missing[0]}; run scripts/score.py for that system, or leave it out")
     else:
         dirs = sorted(p.parent.parent for p in root.glob(f"*/{METRICS.as_posix()}"))
         if not dirs:
-            raise FileNotFoundError(f"no scored systems under {root}; run the score stage first")
+            raise MissingFileError(f"no scored systems under {root}; run the score stage first")
     return sorted(dirs, key=lambda p: (not p.name.startswith("baseline"), p.name))
 
 
@@ -107,7 +108,7 @@ def expand_folders(folders: Sequence[str | os.PathLike]) -> dict[str, list[Path]
     for f in folders:
         p = Path(f)
         if not p.is_dir():
-            raise FileNotFoundError(f"experiment folder {p} does not exist")
+            raise MissingFileError(f"experiment folder {p} does not exist")
         is_system = (p / METRICS).is_file()
         systems = [p] if is_system else find_systems(p)
         group = tables.setdefault(p.resolve().parent.name if is_system else p.resolve().name, [])

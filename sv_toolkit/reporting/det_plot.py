@@ -13,6 +13,7 @@ from typing import Sequence
 
 import numpy as np
 
+from sv_toolkit.errors import InputFileError, MissingExtraError
 from sv_toolkit.metrics import det_curve, probit
 from sv_toolkit.utils.io import atomic_path
 
@@ -35,7 +36,7 @@ def _import_matplotlib():
         from matplotlib.backends.backend_agg import FigureCanvasAgg
         from matplotlib.figure import Figure
     except ImportError as err:
-        raise ImportError(
+        raise MissingExtraError(
             "DET plots need matplotlib: pip install 'sv_toolkit[plot]' (or turn the plot off: table.det_plot=false, "
             "make_table.py --no-plot)"
         ) from err
@@ -50,7 +51,7 @@ def _min_dcf_point(p_miss: np.ndarray, p_fa: np.ndarray, p_target: float = 0.01)
 def plot_det(series: Sequence[DetSeries], path: str | os.PathLike, title: str = "", dpi: int = 100) -> Path:
     """Draw the DET curves of ``series`` into a PNG at ``path`` (written atomically); returns the path."""
     if not series:
-        raise ValueError("no score lists to plot")
+        raise InputFileError("no score lists to plot")
     Figure, FigureCanvasAgg = _import_matplotlib()
     panels = list(dict.fromkeys(s.trial_list for s in series))
     systems = list(dict.fromkeys(s.system for s in series))

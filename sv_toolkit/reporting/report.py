@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
+from sv_toolkit.errors import InputFileError, MissingFileError
 from sv_toolkit.reporting.det_plot import DetSeries, plot_det
 from sv_toolkit.reporting.table import NORM_NAMES, SystemResult, results_markdown, results_rows
 from sv_toolkit.scoring.cosine import read_scores
@@ -28,14 +29,14 @@ def det_series(results: Sequence[SystemResult], include_norm: bool = True) -> li
     series = []
     for r in results:
         if r.exp_dir is None:
-            raise ValueError(f"system {r.system} has no experiment folder to read score files from")
+            raise MissingFileError(f"system {r.system} has no experiment folder to read score files from")
         norm = r.norm()
         variants = [("cosine", "")] + ([(NORM_NAMES[norm], f".{norm}")] if include_norm and norm else [])
         for trial_list in r.metrics:
             for variant, suffix in variants:
                 sf = read_scores(r.exp_dir / "score" / f"{trial_list}{suffix}.scores")
                 if sf.labels is None:
-                    raise ValueError(f"{r.exp_dir}/score/{trial_list}{suffix}.scores has no label column")
+                    raise InputFileError(f"{r.exp_dir}/score/{trial_list}{suffix}.scores has no label column")
                 series.append(DetSeries(r.system, trial_list, variant, sf.scores, sf.labels))
     return series
 

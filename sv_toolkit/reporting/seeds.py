@@ -19,6 +19,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from sv_toolkit.data.manifests import read_utterances
+from sv_toolkit.errors import InputFileError, MissingEntryError, MissingFileError
 from sv_toolkit.metrics.bootstrap import speaker_bootstrap
 from sv_toolkit.scoring.cosine import read_scores
 from sv_toolkit.utils.io import read_json
@@ -49,11 +50,11 @@ def load_run(system_dir: Path, seed: str, trial_list: str) -> SeedRun:
     """One seed of one system (see the module docstring for the files read)."""
     metrics_path = system_dir / "score" / "metrics.json"
     if not metrics_path.is_file():
-        raise FileNotFoundError(f"{metrics_path} does not exist: run the train, embed and score stages for "
+        raise MissingFileError(f"{metrics_path} does not exist: run the train, embed and score stages for "
                                 f"{system_dir.name} with this seed (or leave the system out)")
     metrics = read_json(metrics_path)
     if trial_list not in metrics:
-        raise KeyError(f"{metrics_path} has no trial list {trial_list!r}; it has {sorted(metrics)}")
+        raise MissingEntryError(f"{metrics_path} has no trial list {trial_list!r}; it has {sorted(metrics)}")
     scores = read_scores(system_dir / "score" / f"{trial_list}.scores")
     summary_path = system_dir / "train" / "summary.json"
     summary = read_json(summary_path) if summary_path.is_file() else {}
@@ -76,12 +77,12 @@ def summarise_system(runs: Sequence[SeedRun], key_to_speaker: dict[str, str], n_
     first = runs[0]
     for r in runs[1:]:
         if r.enroll != first.enroll or r.test != first.test:
-            raise ValueError(f"{r.system}: seed {r.seed} was scored on other trials than seed {first.seed}")
+            raise InputFileError(f"{r.system}: seed {r.seed} was scored on other trials than seed {first.seed}")
     try:
         enroll_spk = [key_to_speaker[k] for k in first.enroll]
         test_spk = [key_to_speaker[k] for k in first.test]
     except KeyError as err:
-        raise KeyError(f"trial key {err.args[0]!r} of {first.system} is not in the test manifest") from None
+        raise MissingEntryError(f"trial key {err.args[0]!r} of {first.system} is not in the test manifest") from None
     ci = speaker_bootstrap([r.scores for r in runs], first.labels, enroll_spk, test_spk, n=n_boot, seed=boot_seed)
     eer, eer_sd = _mean_sd([r.eer for r in runs])
     dcf, dcf_sd = _mean_sd([r.min_dcf for r in runs])

@@ -16,6 +16,7 @@ import torch
 from torch.utils.data import Dataset
 
 from sv_toolkit.data.dataset import crop_or_repeat
+from sv_toolkit.errors import ConfigError
 
 
 @dataclass(frozen=True)
@@ -44,9 +45,9 @@ def plan_batches(
     utterance longer than that is a batch of its own). Every utterance appears in exactly one batch.
     """
     if not 0.0 <= max_crop < 1.0:
-        raise ValueError(f"max_crop must be in [0, 1), got {max_crop}")
+        raise ConfigError(f"max_crop must be in [0, 1), got {max_crop}")
     if max_batch_size < 1 or max_batch_frames < 1 or min_frames < 1:
-        raise ValueError(
+        raise ConfigError(
             f"max_batch_size ({max_batch_size}), max_batch_frames ({max_batch_frames}) and min_frames "
             f"({min_frames}) must be positive"
         )

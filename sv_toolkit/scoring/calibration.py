@@ -19,6 +19,7 @@ from typing import Sequence
 import numpy as np
 from sklearn.linear_model import LogisticRegression
 
+from sv_toolkit.errors import ConfigError, InputFileError
 from sv_toolkit.metrics import validate_trials
 from sv_toolkit.utils.io import read_json, write_json_atomic
 
@@ -47,17 +48,17 @@ def load_calibration(path: str | os.PathLike, name: str = "cosine") -> LinearCal
     """The calibration called ``name`` of a file written by :func:`save_calibrations`."""
     data = read_json(path)
     if name not in data:
-        raise ValueError(f"{path} has no {name!r} calibration; it has {sorted(data)}")
+        raise InputFileError(f"{path} has no {name!r} calibration; it has {sorted(data)}")
     try:
         return LinearCalibration(**data[name])
     except TypeError as err:
-        raise ValueError(f"{path}: {name!r} is not a calibration written by save_calibrations ({err})") from err
+        raise InputFileError(f"{path}: {name!r} is not a calibration written by save_calibrations ({err})") from err
 
 
 def fit_linear_calibration(scores: np.ndarray, labels: np.ndarray, prior: float = 0.5) -> LinearCalibration:
     """Fit the calibration of the module docstring on (scores, labels) with scikit-learn's LogisticRegression."""
     if not 0.0 < prior < 1.0:
-        raise ValueError(f"calibration prior must be in (0, 1), got {prior}")
+        raise ConfigError(f"calibration prior must be in (0, 1), got {prior}")
     s, y = validate_trials(scores, labels)
     n_target = int(y.sum())
     n_nontarget = y.size - n_target
@@ -86,12 +87,12 @@ def sample_training_trials(
     speakers. Pairs are drawn with replacement; the same ``seed`` gives the same trials.
     """
     if num_target < 1 or num_nontarget < 1:
-        raise ValueError(f"need at least one target and one non-target trial, got {num_target} and {num_nontarget}")
+        raise InputFileError(f"need at least one target and one non-target trial, got {num_target} and {num_nontarget}")
     ids, spk = np.unique(np.asarray(speakers, dtype=str), return_inverse=True)
     if ids.size < 2:
-        raise ValueError(f"calibration trials need at least 2 training speakers, got {ids.size}")
+        raise InputFileError(f"calibration trials need at least 2 training speakers, got {ids.size}")
     if sessions is not None and len(sessions) != spk.size:
-        raise ValueError(f"{len(sessions)} session ids for {spk.size} utterances")
+        raise InputFileError(f"{len(sessions)} session ids for {spk.size} utterances")
     rng = np.random.default_rng(seed)
     counts = np.bincount(spk, minlength=ids.size)
     order = np.argsort(spk, kind="stable")  # utterance rows grouped by speaker
@@ -105,7 +106,7 @@ def sample_training_trials(
         eligible = np.flatnonzero(np.bincount(pairs[0], minlength=ids.size) >= 2)
         what = "two sessions"
     if eligible.size == 0:
-        raise ValueError(f"no training speaker has {what}: target calibration trials cannot be drawn")
+        raise InputFileError(f"no training speaker has {what}: target calibration trials cannot be drawn")
     chosen = rng.choice(eligible, size=num_target, p=counts[eligible] / counts[eligible].sum())
     a = rng.integers(0, counts[chosen])
     b = rng.integers(0, counts[chosen] - 1)

@@ -9,6 +9,7 @@ from typing import Sequence
 import numpy as np
 
 from sv_toolkit.data.manifests import Trial
+from sv_toolkit.errors import InputFileError, MissingEntryError, MissingFileError
 from sv_toolkit.scoring.norm import length_normalise
 from sv_toolkit.utils.io import atomic_path
 
@@ -23,7 +24,7 @@ def trial_indices(keys: Sequence[str], trials: Sequence[Trial], source: str = ""
         for k in (t.enroll, t.test):
             if k not in row:
                 where = f"{source}: trial {n}" if source else f"trial {n}"
-                raise KeyError(
+                raise MissingEntryError(
                     f"{where} names utterance {k!r}, which has no embedding; re-run scripts/embed.py for the test "
                     "set, or fix the trial list"
                 )
@@ -37,7 +38,7 @@ def prepare_embeddings(embeddings: np.ndarray, mean: np.ndarray | None = None) -
     emb = np.asarray(embeddings, dtype=np.float64)
     if mean is not None:
         if mean.shape != (emb.shape[1],):
-            raise ValueError(f"mean embedding of shape {mean.shape} does not match embeddings of dimension {emb.shape[1]}")
+            raise InputFileError(f"mean embedding of shape {mean.shape} does not match embeddings of dimension {emb.shape[1]}")
         emb = emb - mean
     return length_normalise(emb)
 
@@ -81,7 +82,7 @@ def read_scores(path: str | os.PathLike) -> ScoreFile:
     """Read ``enroll test score [label]`` lines; ValueError naming ``file:line`` for a malformed one."""
     p = Path(path)
     if not p.is_file():
-        raise FileNotFoundError(f"score file {p} does not exist")
+        raise MissingFileError(f"score file {p} does not exist")
     enroll, test, scores, labels = [], [], [], []
     width = None
     with open(p) as f:
@@ -92,22 +93,22 @@ def read_scores(path: str | os.PathLike) -> ScoreFile:
             if width is None:
                 width = len(fields)
             if len(fields) not in (3, 4) or len(fields) != width:
-                raise ValueError(
+                raise InputFileError(
                     f"{p}:{lineno}: expected 'enroll test score [label]' like the first line ({width} fields), "
                     f"got {line.strip()!r}"
                 )
             try:
                 scores.append(float(fields[2]))
             except ValueError:
-                raise ValueError(f"{p}:{lineno}: score {fields[2]!r} is not a number") from None
+                raise InputFileError(f"{p}:{lineno}: score {fields[2]!r} is not a number") from None
             if width == 4:
                 if fields[3] not in ("0", "1"):
-                    raise ValueError(f"{p}:{lineno}: label {fields[3]!r} must be 0 (non-target) or 1 (target)")
+                    raise InputFileError(f"{p}:{lineno}: label {fields[3]!r} must be 0 (non-target) or 1 (target)")
                 labels.append(int(fields[3]))
             enroll.append(fields[0])
             test.append(fields[1])
     if not scores:
-        raise ValueError(f"score file {p} is empty")
+        raise InputFileError(f"score file {p} is empty")
     return ScoreFile(enroll, test, np.asarray(scores), np.asarray(labels, dtype=np.int64) if width == 4 else None)
 
 
@@ -123,15 +124,15 @@ def match_scores_to_trials(
     for i, pair in enumerate(zip(scores.enroll, scores.test)):
         j = index.setdefault(pair, i)
         if j != i and scores.scores[j] != scores.scores[i]:
-            raise ValueError(f"{score_path}: trial {pair[0]} {pair[1]} has two different scores (lines {j + 1}, {i + 1})")
+            raise InputFileError(f"{score_path}: trial {pair[0]} {pair[1]} has two different scores (lines {j + 1}, {i + 1})")
     out = np.empty(len(trials), dtype=np.float64)
     labels = np.empty(len(trials), dtype=np.int64)
     for n, t in enumerate(trials):
         i = index.get((t.enroll, t.test))
         if i is None:
-            raise KeyError(f"{trial_path}: trial {n + 1} ({t.enroll} {t.test}) has no score in {score_path}")
+            raise MissingEntryError(f"{trial_path}: trial {n + 1} ({t.enroll} {t.test}) has no score in {score_path}")
         if scores.labels is not None and scores.labels[i] != t.label:
-            raise ValueError(
+            raise InputFileError(
                 f"{score_path}: trial {t.enroll} {t.test} has label {scores.labels[i]} but {trial_path} says {t.label}"
             )
         out[n], labels[n] = scores.scores[i], t.label

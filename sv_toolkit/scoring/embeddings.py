@@ -29,6 +29,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
+from sv_toolkit.errors import InputFileError, MissingFileError
 from sv_toolkit.scoring.buckets import BucketDataset, plan_batches
 from sv_toolkit.scoring.sources import FeatureSource
 from sv_toolkit.utils.io import atomic_path, write_json_atomic
@@ -60,11 +61,11 @@ def load_embedding_arrays(path: str | os.PathLike) -> dict[str, np.ndarray]:
     """Every array of an embedding file; FileNotFoundError / ValueError naming the file."""
     p = Path(path)
     if not p.is_file():
-        raise FileNotFoundError(f"embedding file {p} does not exist; run scripts/embed.py first")
+        raise MissingFileError(f"embedding file {p} does not exist; run scripts/embed.py first")
     with np.load(p) as data:
         arrays = {k: data[k] for k in data.files}
     if "keys" not in arrays or "embeddings" not in arrays:
-        raise ValueError(f"{p} lacks 'keys' or 'embeddings'; it was not written by save_embeddings")
+        raise InputFileError(f"{p} lacks 'keys' or 'embeddings'; it was not written by save_embeddings")
     return arrays
 
 
@@ -98,7 +99,7 @@ def _load_parts(resume_dir: Path, fingerprint: dict[str, Any], keys: list[str]) 
     if fp_file.exists():
         earlier = json.loads(fp_file.read_text())
         if earlier != fingerprint:
-            raise ValueError(
+            raise InputFileError(
                 f"{resume_dir} holds partial embeddings made with other settings ({earlier} != {fingerprint}); "
                 "delete that folder (or run with overwrite=true) to start afresh"
             )
@@ -112,7 +113,7 @@ def _load_parts(resume_dir: Path, fingerprint: dict[str, Any], keys: list[str]) 
         part_keys, part_emb = load_embeddings(part)
         for k, e in zip(part_keys, part_emb):
             if k not in row:
-                raise ValueError(f"{part} has an embedding for {k!r}, which is not being extracted; delete {resume_dir}")
+                raise InputFileError(f"{part} has an embedding for {k!r}, which is not being extracted; delete {resume_dir}")
             done[row[k]] = e
     return done, len(parts)
 

@@ -1,4 +1,4 @@
-"""Loading a trained embedding extractor from the ``model_avg.pt`` (or epoch) checkpoint of the train stage."""
+"""Loading a trained embedding extractor from a model file (``model_avg.pt`` or a checkpoint of the train stage)."""
 from __future__ import annotations
 
 import hashlib
@@ -9,8 +9,9 @@ from typing import Any, Mapping
 import torch
 from torch import nn
 
+from sv_toolkit.errors import ModelFileError
+from sv_toolkit.model_file import ModelHeader, load_model_file
 from sv_toolkit.models import build_model
-from sv_toolkit.training.checkpoint import load_checkpoint
 
 BUILDER = "sv_toolkit.models.build_model"
 
@@ -19,23 +20,27 @@ def build_from_config(model_config: Mapping[str, Any], source: str = "model_conf
     """The model described by a saved model config (``_target_: sv_toolkit.models.build_model`` plus its kwargs)."""
     target = model_config.get("_target_")
     if target != BUILDER:
-        raise ValueError(f"{source}: _target_ is {target!r}; only {BUILDER} configs can be rebuilt here")
-    return build_model(**{k: v for k, v in model_config.items() if k != "_target_"})
+        raise ModelFileError(f"{source}: _target_ is {target!r}; only {BUILDER} configs can be rebuilt here")
+    try:
+        return build_model(**{k: v for k, v in model_config.items() if k != "_target_"})
+    except (TypeError, ValueError) as err:
+        raise ModelFileError(f"{source}: its model config cannot be built by this sv_toolkit ({err})") from err
 
 
-def load_extractor(checkpoint: str | os.PathLike, device: str | torch.device = "cpu") -> tuple[nn.Module, dict[str, Any]]:
-    """(model in eval mode on ``device``, its saved model config) from a train-stage checkpoint.
+def load_extractor(checkpoint: str | os.PathLike, device: str | torch.device = "cpu") -> tuple[nn.Module, ModelHeader]:
+    """(model in eval mode on ``device``, the file's header) from a model file (``model_avg.pt`` or a checkpoint).
 
-    Raises ValueError naming the file when it has no ``model`` / ``model_config`` entry.
+    The header says how the model is fed (``header.fbank_settings()``). Raises ModelFileError naming the file
+    when it is not a model file or its weights do not fit its model config.
     """
     path = Path(checkpoint)
-    state = load_checkpoint(path)
-    missing = [k for k in ("model", "model_config") if k not in state]
-    if missing:
-        raise ValueError(f"checkpoint {path} has no {missing} entry; use the model_avg.pt written by scripts/train.py")
-    model = build_from_config(state["model_config"], source=str(path))
-    model.load_state_dict(state["model"])
-    return model.eval().to(device), dict(state["model_config"])
+    header, state = load_model_file(path)
+    model = build_from_config(header.model_config, source=str(path))
+    try:
+        model.load_state_dict(state["model"])
+    except RuntimeError as err:
+        raise ModelFileError(f"{path}: the model weights do not fit its model config ({err})") from err
+    return model.eval().to(device), header
 
 
 def file_fingerprint(path: str | os.PathLike) -> str:

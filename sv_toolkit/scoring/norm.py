@@ -19,6 +19,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from sv_toolkit.errors import ConfigError, InputFileError
+
 
 def length_normalise(x: np.ndarray) -> np.ndarray:
     """Rows scaled to unit L2 norm (float64); an all-zero row stays zero."""
@@ -40,16 +42,16 @@ def cohort_statistics(
     cohort available to that row by one.
     """
     if embeddings.ndim != 2 or cohort.ndim != 2 or embeddings.shape[1] != cohort.shape[1]:
-        raise ValueError(f"embeddings {embeddings.shape} and cohort {cohort.shape} must be (N, D) and (C, D)")
+        raise InputFileError(f"embeddings {embeddings.shape} and cohort {cohort.shape} must be (N, D) and (C, D)")
     available = cohort.shape[0] - (1 if exclude is not None else 0)
     k = available if top_n is None else int(top_n)
     if not 2 <= k <= available:
-        raise ValueError(
+        raise ConfigError(
             f"top_n={top_n} needs 2 <= top_n <= {available} (the cohort has {cohort.shape[0]} speakers"
             f"{', one left out per row' if exclude is not None else ''}); lower scoring.norm.top_n"
         )
     if block_size < 1:
-        raise ValueError(f"block_size must be positive, got {block_size}")
+        raise ConfigError(f"block_size must be positive, got {block_size}")
     c = torch.from_numpy(np.ascontiguousarray(cohort, dtype=np.float64))  # (C, D)
     x_all = torch.from_numpy(np.ascontiguousarray(embeddings, dtype=np.float64))  # (N, D)
     mu = torch.empty(x_all.shape[0], dtype=torch.float64)
@@ -73,7 +75,7 @@ def cohort_statistics(
             mu[start:stop] = top.mean(dim=1)
             sd[start:stop] = top.std(dim=1, correction=0)
     if bool((sd <= 0).any()):
-        raise ValueError("a cohort score standard deviation is 0 (identical cohort vectors?); check the cohort file")
+        raise InputFileError("a cohort score standard deviation is 0 (identical cohort vectors?); check the cohort file")
     return mu.numpy(), sd.numpy()
 
 

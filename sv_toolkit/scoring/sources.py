@@ -16,7 +16,8 @@ from typing import Mapping, Protocol, Sequence
 
 import numpy as np
 
-from sv_toolkit.data.audio import audio_info
+from sv_toolkit.data.audio import AudioError, audio_info, resampled_length
+from sv_toolkit.errors import InputFileError
 from sv_toolkit.features import utterance_fbank
 from sv_toolkit.features.store import FbankSettings, FeatureStore
 
@@ -70,18 +71,23 @@ class StoreFeatureSource:
 class AudioFeatureSource:
     """A :class:`FeatureSource` computing Kaldi fbank (dither 0) from audio files on demand.
 
-    ``paths`` maps each key to an audio file. Frame counts come from the file headers (no decoding); a file
-    whose rate differs from ``settings.sample_rate`` or that is shorter than one frame is named in the error.
+    ``paths`` maps each key to an audio file. Frame counts come from the file headers (no decoding). A file
+    whose rate differs from ``settings.sample_rate`` is an error naming it, or with ``resample`` is resampled
+    to that rate on read (:attr:`resampled_rates` then lists the other rates met); a file shorter than one frame
+    is named in the error.
     """
 
-    def __init__(self, paths: Mapping[str, str | os.PathLike], settings: FbankSettings = FbankSettings()) -> None:
+    def __init__(self, paths: Mapping[str, str | os.PathLike], settings: FbankSettings = FbankSettings(),
+                 resample: bool = False) -> None:
         if not paths:
-            raise ValueError("AudioFeatureSource needs at least one audio file")
+            raise InputFileError("no audio files to embed: the list is empty")
         self.keys = list(paths)
         self.paths = [os.fspath(paths[k]) for k in self.keys]
         self.settings = settings
+        self.resample = resample
         self.num_mel_bins = settings.num_mel_bins
         self.name = "audio"
+        self.resampled_rates: list[int] = []
         self._frames: np.ndarray | None = None
 
     def __len__(self) -> int:
@@ -89,29 +95,33 @@ class AudioFeatureSource:
 
     def num_frames(self) -> np.ndarray:
         if self._frames is None:
-            frames = []
+            frames, target, other = [], self.settings.sample_rate, set()
             for path in self.paths:
                 num_samples, rate, _ = audio_info(path)
-                if rate != self.settings.sample_rate:
-                    raise ValueError(
-                        f"audio file {path} has sample rate {rate} Hz, expected {self.settings.sample_rate} Hz; "
-                        "resample it (e.g. sox in.wav -r 16000 out.wav)"
-                    )
+                if rate != target:
+                    if not self.resample:
+                        raise AudioError(f"audio file {path} has sample rate {rate} Hz, expected {target} Hz; "
+                                         "resample it (e.g. sox in.wav -r 16000 out.wav)")
+                    other.add(rate)
+                    num_samples = resampled_length(num_samples, rate, target)
                 n = self.settings.num_frames(num_samples)
                 if n == 0:
-                    raise ValueError(f"audio file {path} is shorter than one {self.settings.frame_length_ms} ms frame")
+                    raise AudioError(f"audio file {path} is shorter than one {self.settings.frame_length_ms} ms frame")
                 frames.append(n)
             self._frames = np.asarray(frames, dtype=np.int64)
+            self.resampled_rates = sorted(other)
         return self._frames.copy()
 
     def features(self, i: int) -> np.ndarray:
-        return utterance_fbank(self.paths[i], self.settings, cmn=False).numpy()  # CMN comes with the batching
+        # CMN comes with the batching
+        return utterance_fbank(self.paths[i], self.settings, cmn=False, resample=self.resample).numpy()
 
 
-def audio_source_from_list(lines: Sequence[str], settings: FbankSettings = FbankSettings()) -> AudioFeatureSource:
+def audio_source_from_list(lines: Sequence[str], settings: FbankSettings = FbankSettings(),
+                           resample: bool = False) -> AudioFeatureSource:
     """An :class:`AudioFeatureSource` from list lines ``path`` or ``key path`` (blank lines skipped).
 
-    Raises ValueError naming the line of a duplicate key or a line with more than two fields.
+    Raises InputFileError naming the line of a duplicate key or a line with more than two fields.
     """
     paths: dict[str, str] = {}
     for lineno, line in enumerate(lines, start=1):
@@ -119,9 +129,9 @@ def audio_source_from_list(lines: Sequence[str], settings: FbankSettings = Fbank
         if not fields:
             continue
         if len(fields) > 2:
-            raise ValueError(f"line {lineno}: expected 'path' or 'key path', got {line.strip()!r}")
+            raise InputFileError(f"line {lineno}: expected 'path' or 'key path', got {line.strip()!r}")
         key, path = (fields[0], fields[0]) if len(fields) == 1 else fields
         if key in paths:
-            raise ValueError(f"line {lineno}: key {key!r} appears twice; keys must be unique")
+            raise InputFileError(f"line {lineno}: key {key!r} appears twice; keys must be unique")
         paths[key] = path
-    return AudioFeatureSource(paths, settings)
+    return AudioFeatureSource(paths, settings, resample)

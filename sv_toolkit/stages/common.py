@@ -1,4 +1,4 @@
-"""Helpers shared by the stages: device choice, done-markers for idempotent stages, config printing."""
+"""Helpers shared by the stages: device choice, fbank settings, done-markers for idempotent stages, config printing."""
 from __future__ import annotations
 
 import json
@@ -10,10 +10,13 @@ from typing import TYPE_CHECKING, Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from sv_toolkit.errors import ConfigError
 from sv_toolkit.utils.io import write_json_atomic
 
 if TYPE_CHECKING:
     import torch
+
+    from sv_toolkit.features.store import FbankSettings
 
 log = logging.getLogger(__name__)
 
@@ -28,8 +31,16 @@ def resolve_device(name: str) -> torch.device:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     device = torch.device(name)
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device={name} but CUDA is not available; use device=cpu or device=auto")
+        raise ConfigError(f"device={name} but CUDA is not available; use device=cpu or device=auto")
     return device
+
+
+def fbank_settings(cfg: DictConfig) -> FbankSettings:
+    """The fbank settings of ``cfg.features`` at ``cfg.data.sample_rate`` (what the model is trained on)."""
+    from sv_toolkit.features.store import FbankSettings  # here: sv_toolkit.features imports torch
+
+    f = cfg.features
+    return FbankSettings(f.num_mel_bins, f.frame_length_ms, f.frame_shift_ms, cfg.data.sample_rate)
 
 
 def should_run(out_dir: Path, overwrite: bool, stage: str) -> bool:

@@ -3,12 +3,14 @@
 Writes into ``${exp_dir}/embed/`` (embedding-file format: :mod:`sv_toolkit.scoring.embeddings`):
 ``test.npz`` (keys, embeddings), ``train.npz`` (keys, embeddings, speakers), ``train_mean.npy`` (D,),
 ``cohort.npz`` (one mean embedding per training speaker: keys = speaker ids, embeddings, counts) and
-``info.json``. Extraction keeps finished batches in ``.partial_<split>/`` so a killed run continues.
+``info.json``. A trained model is fed the features its model file names (sample rate, mel bins, frame length
+and shift), not ``cfg.features``; stored fbank must match them. Extraction keeps finished batches in ``.partial_<split>/`` so a killed run continues.
 """
 from __future__ import annotations
 
 import logging
 import shutil
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Callable
 
@@ -16,6 +18,7 @@ import numpy as np
 from omegaconf import DictConfig
 
 from sv_toolkit.data.manifests import read_utterances
+from sv_toolkit.errors import ConfigError
 from sv_toolkit.features.store import FbankSettings, FeatureStore
 from sv_toolkit.scoring.embeddings import (
     extract_embeddings,
@@ -26,7 +29,7 @@ from sv_toolkit.scoring.embeddings import (
 )
 from sv_toolkit.scoring.extractor import file_fingerprint, load_extractor, num_parameters
 from sv_toolkit.scoring.sources import AudioFeatureSource, FeatureSource, StoreFeatureSource
-from sv_toolkit.stages.common import mark_done, resolve_device, should_run, to_container
+from sv_toolkit.stages.common import fbank_settings, mark_done, resolve_device, should_run, to_container
 from sv_toolkit.utils.io import atomic_path, read_json, write_json_atomic
 
 log = logging.getLogger(__name__)
@@ -35,20 +38,21 @@ EXTRACTORS = ("model", "fbank_stats")
 FEATURE_SOURCES = ("store", "audio")
 
 
-def feature_source(cfg: DictConfig, split: str) -> FeatureSource:
-    """The test or training set as a feature source: the stored fbank, or fbank computed from the audio."""
+def feature_source(cfg: DictConfig, split: str, settings: FbankSettings) -> FeatureSource:
+    """The test or training set as a feature source: the stored fbank (which must have been computed with
+    ``settings``), or fbank computed from the audio with ``settings``."""
     kind = cfg.embed.features
     if kind == "store":
-        return StoreFeatureSource(FeatureStore(Path(cfg.data.feature_dir) / split))
+        store = FeatureStore(Path(cfg.data.feature_dir) / split)
+        store.check_settings(settings, "the model file names (embed.features=audio computes those from the audio)")
+        return StoreFeatureSource(store)
     if kind == "audio":
         utts = read_utterances(Path(cfg.data.manifest_dir) / split / "utterances.tsv")
-        f = cfg.features
-        settings = FbankSettings(f.num_mel_bins, f.frame_length_ms, f.frame_shift_ms, cfg.data.sample_rate)
-        source = AudioFeatureSource({u.key: u.path for u in utts}, settings)
+        source = AudioFeatureSource({u.key: u.path for u in utts}, settings, resample=cfg.data.resample_on_read)
         source.speakers = [u.speaker for u in utts]
         source.name = split
         return source
-    raise ValueError(f"embed.features={kind!r} is not one of {FEATURE_SOURCES}")
+    raise ConfigError(f"embed.features={kind!r} is not one of {FEATURE_SOURCES}")
 
 
 class SpeakerSubset:
@@ -56,7 +60,7 @@ class SpeakerSubset:
 
     def __init__(self, source: FeatureSource, per_speaker: int) -> None:
         if per_speaker < 2:
-            raise ValueError(f"embed.train_max_per_speaker must be >= 2 (or null for all), got {per_speaker}")
+            raise ConfigError(f"embed.train_max_per_speaker must be >= 2 (or null for all), got {per_speaker}")
         speakers = np.asarray(source.speakers)
         keep = []
         for spk in dict.fromkeys(source.speakers):
@@ -103,16 +107,13 @@ def run(cfg: DictConfig) -> None:
         return
     e = cfg.embed
     if e.extractor not in EXTRACTORS:
-        raise ValueError(f"embed.extractor={e.extractor!r} is not one of {EXTRACTORS}")
+        raise ConfigError(f"embed.extractor={e.extractor!r} is not one of {EXTRACTORS}")
     if cfg.overwrite and out_dir.exists():
         shutil.rmtree(out_dir)  # an unfinished earlier run's partial output
-    test_source = feature_source(cfg, "test")
-    train_source = feature_source(cfg, "train")
-    if e.train_max_per_speaker is not None:
-        train_source = SpeakerSubset(train_source, int(e.train_max_per_speaker))
     settings = {k: v for k, v in to_container(e).items() if k not in ("device", "num_workers", "flush_every")}
 
     if e.extractor == "fbank_stats":
+        fbank = fbank_settings(cfg)
         fingerprint = {"settings": settings}
         info: dict[str, Any] = {"system": cfg.system, "model": "fbank mean+std (untrained)", "params": 0}
 
@@ -120,9 +121,11 @@ def run(cfg: DictConfig) -> None:
             return fbank_stats_embeddings(source, progress=cfg.progress)
     else:
         device = resolve_device(e.device)
-        model, model_config = load_extractor(e.checkpoint, device)
+        model, header = load_extractor(e.checkpoint, device)
+        fbank = header.fbank_settings(str(e.checkpoint))  # the model's features, not cfg.features
         fingerprint = {"settings": settings, "checkpoint_sha256": file_fingerprint(e.checkpoint)}
-        info = {"system": cfg.system, "model": model_config["name"], "params": num_parameters(model)}
+        info = {"system": cfg.system, "model": header.model_config.get("name", "?"), "params": num_parameters(model),
+                "features": asdict(fbank)}
 
         def embed_fn(source: FeatureSource, partial: Path) -> np.ndarray:
             return extract_embeddings(
@@ -130,6 +133,11 @@ def run(cfg: DictConfig) -> None:
                 max_crop=e.max_crop, min_frames=e.min_frames, num_workers=e.num_workers, resume_dir=partial,
                 fingerprint=fingerprint, flush_every=e.flush_every, progress=cfg.progress,
             )
+
+    test_source = feature_source(cfg, "test", fbank)
+    train_source = feature_source(cfg, "train", fbank)
+    if e.train_max_per_speaker is not None:
+        train_source = SpeakerSubset(train_source, int(e.train_max_per_speaker))
 
     out_dir.mkdir(parents=True, exist_ok=True)
     test_keys, test_emb = _embed_split(out_dir, "test", test_source, embed_fn, fingerprint, speakers=False)
@@ -140,7 +148,7 @@ def run(cfg: DictConfig) -> None:
     save_embeddings(out_dir / "cohort.npz", cohort_ids, cohort_emb, counts=counts)
     info.update(
         test_utterances=len(test_keys), train_utterances=len(train_emb), cohort_speakers=len(cohort_ids),
-        dim=int(test_emb.shape[1]), features=e.features,
+        dim=int(test_emb.shape[1]), feature_source=e.features,
     )
     write_json_atomic(out_dir / "info.json", info)
     mark_done(out_dir, cfg, info)

@@ -50,7 +50,8 @@ def run(cfg: DictConfig) -> None:
 
     def scan(root: Path, name: str, min_seconds: float, file_depth: int | None = 3, unit_depth: int = 1):
         units = scan_tree(root, work / name, d.sample_rate, min_seconds, d.skip_bad_audio, file_depth, unit_depth,
-                          cfg.preparation.num_workers, cfg.progress, desc=f"scan {name}")
+                          cfg.preparation.num_workers, cfg.progress, desc=f"scan {name}",
+                          resample_on_read=d.resample_on_read)
         return lambda: iter_scanned(work / name, units)
 
     train_scans = [scan(root, f"train{i}", d.min_seconds) for i, root in enumerate(_dirs(d.train_audio_dir))]

@@ -6,8 +6,7 @@ from pathlib import Path
 from omegaconf import DictConfig
 
 from sv_toolkit.data.shards import write_shards
-from sv_toolkit.stages.common import mark_done, should_run
-from sv_toolkit.stages.features import settings_from_config
+from sv_toolkit.stages.common import fbank_settings, mark_done, should_run
 
 
 def run(cfg: DictConfig) -> None:
@@ -16,6 +15,7 @@ def run(cfg: DictConfig) -> None:
         return
     summary = write_shards(
         Path(cfg.data.manifest_dir) / "train" / "utterances.tsv", out_dir, cfg.preparation.shard_size, cfg.seed,
-        cfg.preparation.shard_content, settings_from_config(cfg), cfg.preparation.num_workers, cfg.progress,
+        cfg.preparation.shard_content, fbank_settings(cfg), cfg.preparation.num_workers, cfg.progress,
+        cfg.data.resample_on_read,
     )
     mark_done(out_dir, cfg, summary)

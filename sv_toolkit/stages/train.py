@@ -1,7 +1,8 @@
 """Stage train: embedding extractor + classification head + optimizer on random chunks (sv_toolkit.stages.train_data).
 
 One process, or one per device under ``torchrun`` (DDP; nccl on CUDA, gloo on CPU); rank 0 writes the logs,
-tensorboard, checkpoints, ``model_avg.pt`` and ``summary.json``.
+tensorboard, checkpoints, ``model_avg.pt`` and ``summary.json``. Checkpoints and ``model_avg.pt`` are model files
+(sv_toolkit.model_file) whose header carries the model config and the feature settings.
 """
 from __future__ import annotations
 
@@ -17,7 +18,8 @@ from omegaconf import DictConfig, OmegaConf
 
 from sv_toolkit.losses import MarginScheduler
 from sv_toolkit.models import set_gradient_checkpointing
-from sv_toolkit.stages.common import mark_done, resolve_device, should_run, to_container
+from sv_toolkit.model_file import ModelHeader
+from sv_toolkit.stages.common import fbank_settings, mark_done, resolve_device, should_run, to_container
 from sv_toolkit.stages.train_data import build_train_data
 from sv_toolkit.training.checkpoint import average_states, epoch_checkpoints, latest_checkpoint, save_checkpoint
 from sv_toolkit.training.distributed import (DistEnv, broadcast_object, env_from_torchrun, init_distributed,
@@ -35,6 +37,11 @@ def lr_scale(cfg: DictConfig, world_size: int) -> float:
     """wespeaker's LR scaling: world_size x batch_size / lr_reference_batch (1 when trainer.lr_scaling=false)."""
     t = cfg.trainer
     return world_size * t.batch_size / t.lr_reference_batch if t.lr_scaling else 1.0
+
+
+def model_header(cfg: DictConfig) -> ModelHeader:
+    """What every checkpoint and model_avg.pt says about the model: its config and the features it is fed."""
+    return ModelHeader.create(to_container(cfg.model), fbank_settings(cfg))
 
 
 def _quiet_other_ranks() -> None:
@@ -122,7 +129,7 @@ def _train(cfg: DictConfig, env: DistEnv, device: torch.device, out_dir: Path) -
         )
         trainer = Trainer(
             model, head, optimizer, lr_scheduler, margin_scheduler, out_dir, device, options, env, train_log,
-            extra_state={"model_config": to_container(cfg.model)},
+            header=model_header(cfg),
         )
         _start_or_resume(cfg, env, trainer, out_dir / "checkpoints")
         if prediction is not None:
@@ -149,7 +156,7 @@ def _finish(cfg: DictConfig, env: DistEnv, trainer: Trainer, history: list[Epoch
     t = cfg.trainer
     to_average = epoch_checkpoints(out_dir / "checkpoints")[-t.average_last :]
     averaged = average_states(to_average, keys=("model", "head"))
-    save_checkpoint(out_dir / "model_avg.pt", {**averaged, "model_config": to_container(cfg.model)})
+    save_checkpoint(out_dir / "model_avg.pt", averaged, trainer.header)
     measured = trainer.measured_memory
     summary = {
         "system": cfg.system,

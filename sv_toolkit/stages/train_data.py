@@ -27,8 +27,7 @@ from sv_toolkit.data.manifests import read_speakers, read_utterances
 from sv_toolkit.data.shard_dataset import ShardChunkDataset
 from sv_toolkit.data.shards import read_shard_list
 from sv_toolkit.features.store import FeatureStore
-from sv_toolkit.stages.common import resolve_device
-from sv_toolkit.stages.features import settings_from_config
+from sv_toolkit.stages.common import fbank_settings, resolve_device
 
 log = logging.getLogger(__name__)
 
@@ -101,9 +100,10 @@ def build_audio_chunker(cfg: DictConfig, num_speakers: int) -> AudioChunker:
     augment = None
     if a.prob > 0:
         kinds = [NoiseKind(name, k.weight, tuple(k.snr_db), tuple(k.count)) for name, k in a.noise.items()]
-        augment = WaveformAugmentation(a.prob, a.reverb_prob, kinds, a.noise_manifest, a.rir_manifest, sr)
+        augment = WaveformAugmentation(a.prob, a.reverb_prob, kinds, a.noise_manifest, a.rir_manifest, sr,
+                                       cfg.data.resample_on_read)
     return AudioChunker(
-        cfg.trainer.chunk_frames, settings_from_config(cfg), cfg.features.train_dither, num_speakers, speed,
+        cfg.trainer.chunk_frames, fbank_settings(cfg), cfg.features.train_dither, num_speakers, speed,
         a.speed.as_new_speakers, augment, build_spec_augment(a),
     )
 
@@ -146,12 +146,13 @@ def build_train_data(cfg: DictConfig, rank: int = 0, world_size: int = 1, seed: 
         if fmt == "features":
             _check_no_wave_augment(cfg, f"stored fbank ({d.feature_dir})")
             store = FeatureStore(Path(d.feature_dir) / "train")
+            store.check_settings(fbank_settings(cfg), "the features config (what the model file will record)")
             dataset = RandomChunkDataset(store, speakers, t.chunk_frames, 1, build_spec_augment(cfg.augment), seed)
             num_classes, num_utts = len(speakers), len(store)
         else:
             utts = read_utterances(Path(d.manifest_dir) / "train" / "utterances.tsv")
             chunker = build_audio_chunker(cfg, len(speakers))
-            dataset = RawChunkDataset(utts, speakers, chunker, seed)
+            dataset = RawChunkDataset(utts, speakers, chunker, seed, d.resample_on_read)
             num_classes, num_utts = chunker.num_classes, len(utts)
         sampler = EpochSampler(num_utts, t.batch_size, rank, world_size, seed, t.chunks_per_utterance)
         loader = DataLoader(dataset, sampler=sampler, persistent_workers=t.num_workers > 0, **common)

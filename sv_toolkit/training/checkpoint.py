@@ -1,5 +1,8 @@
 """Checkpoints: atomic save, epoch and mid-epoch file names, keep-last-N rotation, weight averaging.
 
+Checkpoints are model files (sv_toolkit.model_file): a header saying how to build and feed the model, and
+states of tensors and plain values only, loaded with ``torch.load(weights_only=True)``.
+
 File names in a run's ``checkpoints/`` folder:
 
 - ``epoch_<E>.pt``: written when epoch E (1-based) ends; these are rotated (keep last N) and averaged.
@@ -17,23 +20,22 @@ from typing import Any
 
 import torch
 
-from sv_toolkit.utils.io import atomic_path
+from sv_toolkit.errors import ModelFileError
+from sv_toolkit.model_file import ModelHeader, load_model_file, save_model_file
 
 _EPOCH_FILE = re.compile(r"^epoch_(\d+)\.pt$")
 _MID_FILE = re.compile(r"^mid_epoch_(\d+)_step_(\d+)\.pt$")
 
 
-def save_checkpoint(path: str | os.PathLike, state: dict[str, Any]) -> None:
-    """``torch.save`` to a temporary file, then rename: a killed run never leaves a truncated checkpoint."""
-    with atomic_path(path) as tmp:
-        torch.save(state, tmp)
+def save_checkpoint(path: str | os.PathLike, state: dict[str, Any], header: ModelHeader) -> None:
+    """Save ``state`` (tensors and plain values) with the model-file ``header``, atomically: a killed run never
+    leaves a truncated checkpoint."""
+    save_model_file(path, state, header)
 
 
 def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    p = Path(path)
-    if not p.is_file():
-        raise FileNotFoundError(f"checkpoint {p} does not exist; train the model first (scripts/train.py)")
-    return torch.load(p, map_location=map_location, weights_only=False)
+    """The states of a checkpoint or ``model_avg.pt`` (loaded with weights_only=True; header left out)."""
+    return load_model_file(path, map_location)[1]
 
 
 def epoch_checkpoint_name(epoch: int) -> str:
@@ -106,7 +108,7 @@ def average_states(paths: list[Path], keys: tuple[str, ...] = ("model",)) -> dic
         state = load_checkpoint(path)
         for key in keys:
             if key not in state:
-                raise KeyError(f"checkpoint {path} has no {key!r} state; it was not written by the train stage")
+                raise ModelFileError(f"checkpoint {path} has no {key!r} state; it was not written by the train stage")
             for name, t in state[key].items():
                 dtypes[key][name] = t.dtype
                 if not t.is_floating_point():

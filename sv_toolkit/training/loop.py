@@ -21,9 +21,11 @@ from typing import Any, Iterable, Iterator
 import torch
 from torch import nn
 
+from sv_toolkit.errors import ConfigError, ModelFileError
 from sv_toolkit.losses.aam import MarginScheduler
-from sv_toolkit.training.checkpoint import (epoch_checkpoint_name, load_checkpoint, mid_epoch_checkpoint_name,
-                                            rotate_checkpoints, save_checkpoint)
+from sv_toolkit.model_file import ModelHeader, load_model_file
+from sv_toolkit.training.checkpoint import (epoch_checkpoint_name, mid_epoch_checkpoint_name, rotate_checkpoints,
+                                            save_checkpoint)
 from sv_toolkit.training.distributed import DistEnv, gather_objects, wrap_ddp
 from sv_toolkit.training.logs import TrainLog
 from sv_toolkit.training.memory import MemoryReport
@@ -68,7 +70,10 @@ class EpochStats:
 
 
 class Trainer:
-    """Trains ``model`` (features -> embeddings) with ``head`` (embeddings, labels -> loss, logits)."""
+    """Trains ``model`` (features -> embeddings) with ``head`` (embeddings, labels -> loss, logits).
+
+    ``header`` describes the model (sv_toolkit.model_file) and goes into every checkpoint.
+    """
 
     def __init__(
         self,
@@ -82,7 +87,8 @@ class Trainer:
         options: TrainerOptions,
         env: DistEnv = DistEnv(),
         train_log: TrainLog | None = None,
-        extra_state: dict[str, Any] | None = None,
+        *,
+        header: ModelHeader,
     ) -> None:
         if options.grad_accum < 1 or options.steps_per_epoch < 1:
             raise ValueError(f"grad_accum and steps_per_epoch must be >= 1, got {options}")
@@ -100,7 +106,7 @@ class Trainer:
         self.out_dir = Path(out_dir)
         self.ckpt_dir = self.out_dir / "checkpoints"
         self.log = train_log or TrainLog(self.out_dir, enabled=env.is_main, progress=options.progress)
-        self.extra_state = extra_state or {}
+        self.header = header  # written into every checkpoint: model config, feature settings, version
         self.meter = StepMemoryMeter(self.net, optimizer, device, persistent_grads=env.enabled)
         self.epoch = 0            # epochs finished
         self.step_in_epoch = 0    # optimizer steps done in the current epoch
@@ -117,29 +123,32 @@ class Trainer:
 
     # ---------------------------------------------------------------- checkpoints
     def load_weights(self, path: Path) -> None:
-        """Start from the model and head weights of ``path`` (e.g. ``model_avg.pt`` for fine-tuning)."""
-        state = load_checkpoint(path, map_location=self.device)
+        """Start from the model and head weights of ``path`` (e.g. ``model_avg.pt`` for fine-tuning), which must
+        have been trained on the same features as this run."""
+        header, state = load_model_file(path, map_location=self.device)
+        self._check_same(header, path, ("features",))
         for key, module in (("model", self.model), ("head", self.head)):
             if key not in state:
-                raise KeyError(f"{path} has no {key!r} weights; give a checkpoint written by the train stage")
+                raise ModelFileError(f"{path} has no {key!r} weights; give a checkpoint written by the train stage")
             weights = dict(state[key])
             if key == "head":
                 weights = _unperturbed_classes(weights, module, path)
             try:
                 module.load_state_dict(weights)
             except RuntimeError as err:
-                raise ValueError(f"{key} weights of {path} do not fit the configured {key}: {err}") from err
+                raise ConfigError(f"{key} weights of {path} do not fit the configured {key}: {err}") from err
         log.info("initialised model and head from %s", path)
 
     def resume(self, path: Path) -> None:
-        """Continue from a checkpoint written by :meth:`fit` (epoch end or mid-epoch)."""
-        state = load_checkpoint(path, map_location=self.device)
+        """Continue from a checkpoint written by :meth:`fit` (epoch end or mid-epoch) of the same model and features."""
+        header, state = load_model_file(path, map_location=self.device)
+        self._check_same(header, path, ("model_config", "features"))
         if "step_in_epoch" not in state:
-            raise ValueError(f"{path} was written by an earlier version of the train stage and cannot be resumed; "
+            raise ModelFileError(f"{path} was written by an earlier version of the train stage and cannot be resumed; "
                              "pass resume=false to start again")
         for key, now in (("world_size", self.env.world_size), ("steps_per_epoch", self.options.steps_per_epoch)):
             if state[key] != now:
-                raise ValueError(
+                raise ConfigError(
                     f"{path} was written with {key}={state[key]} but this run has {key}={now}; resume with the "
                     "same number of processes and batch settings, or pass resume=false to start again"
                 )
@@ -159,6 +168,13 @@ class Trainer:
         log.info("resumed from %s (epoch %d, step %d of it; global step %d)",
                  path, self.epoch + 1, self.step_in_epoch, self.global_step)
 
+    def _check_same(self, header: ModelHeader, path: Path, fields: tuple[str, ...]) -> None:
+        for name in fields:
+            then, now = getattr(header, name), getattr(self.header, name)
+            if then != now:
+                raise ConfigError(f"{path} was written with {name} {then}, but this run has {now}; use the same "
+                                  "model and features settings, or pass resume=false to start again")
+
     def _save(self, name: str) -> Path:
         path = self.ckpt_dir / name
         rng = gather_objects(self.env, capture_rng_state(self.device))  # every rank's, in rank order
@@ -176,9 +192,8 @@ class Trainer:
                 "steps_per_epoch": self.options.steps_per_epoch,
                 "world_size": self.env.world_size,
                 "rng": rng,
-                **self.extra_state,
             }
-            save_checkpoint(path, state)
+            save_checkpoint(path, state, self.header)
             rotate_checkpoints(self.ckpt_dir, self.options.keep_last)
         self.last_checkpoint = path
         return path

@@ -9,6 +9,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
 
+from sv_toolkit.errors import InputFileError, MissingFileError
+
 
 @contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
@@ -57,8 +59,8 @@ def read_json(path: str | os.PathLike) -> Any:
     """Read a JSON file, naming the file in the error if it is missing or malformed."""
     p = Path(path)
     if not p.is_file():
-        raise FileNotFoundError(f"{p} does not exist; run the stage that writes it first")
+        raise MissingFileError(f"{p} does not exist; run the stage that writes it first")
     try:
         return json.loads(p.read_text())
     except json.JSONDecodeError as err:
-        raise ValueError(f"{p} is not valid JSON ({err}); delete it and re-run the stage that writes it") from err
+        raise InputFileError(f"{p} is not valid JSON ({err}); delete it and re-run the stage that writes it") from err

@@ -15,6 +15,9 @@ import torch
 from hydra import compose, initialize_config_dir
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+import sv_toolkit
+from sv_toolkit.features import FbankSettings
+from sv_toolkit.model_file import load_model_file
 from sv_toolkit.stages import train
 from sv_toolkit.training.checkpoint import load_checkpoint
 
@@ -126,7 +129,10 @@ def test_stage_writes_log_summary_and_every_scalar(reference):
     for tag in ("loss", "accuracy", "lr", "margin", "grad_norm", "samples_per_second"):
         assert f"train/{tag}" in tags
     assert {f"memory/{k}/peak_live" for k in ("predicted", "measured")} <= tags
-    assert set(load_checkpoint(reference / "model_avg.pt")) == {"model", "head", "model_config"}
+    header, state = load_model_file(reference / "model_avg.pt")
+    assert set(state) == {"model", "head"}
+    assert header.model_config["name"] == "resnet10" and header.embed_dim == 16
+    assert header.fbank_settings() == FbankSettings() and header.sv_toolkit_version == sv_toolkit.__version__
 
 
 def _run_in_process(corpus: Path, exp_root: Path, *extra: str) -> None:

@@ -1,6 +1,7 @@
 """Trainer: mid-epoch resume is exact, the NaN guard names step and checkpoint, tensorboard has every scalar."""
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -10,9 +11,11 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from torch.utils.data import DataLoader
 
 from sv_toolkit.data.dataset import EpochSampler, RandomChunkDataset
+from sv_toolkit.errors import ConfigError
 from sv_toolkit.data.manifests import read_speakers
-from sv_toolkit.features.store import FeatureStore
+from sv_toolkit.features.store import FbankSettings, FeatureStore
 from sv_toolkit.losses import AAMSoftmax, MarginScheduler
+from sv_toolkit.model_file import ModelHeader, load_model_file, save_model_file
 from sv_toolkit.models import build_model
 from sv_toolkit.optim import warmup_exponential
 from sv_toolkit.training.checkpoint import latest_checkpoint, load_checkpoint
@@ -45,7 +48,9 @@ def _setup(corpus: Path, out_dir: Path, grad_accum: int = 1, checkpoint_every: i
     margin = MarginScheduler(head, 0.0, 0.2, 1, 2)
     options = TrainerOptions(epochs=epochs, steps_per_epoch=steps, grad_accum=grad_accum, log_every=1,
                              keep_last=2, checkpoint_every=checkpoint_every, progress=False)
-    return Trainer(model, head, optimizer, sched, margin, out_dir, CPU, options), loader
+    header = ModelHeader.create({"_target_": "sv_toolkit.models.build_model", "name": "resnet10", "base_width": 4,
+                                 "embed_dim": 16}, FbankSettings())
+    return Trainer(model, head, optimizer, sched, margin, out_dir, CPU, options, header=header), loader
 
 
 class _Interrupt(Exception):
@@ -158,10 +163,22 @@ def test_fine_tuning_without_speed_copies_keeps_the_unperturbed_head_rows(tiny_c
     head = trainer.head.weight
     tripled = torch.randn(3 * head.shape[0], head.shape[1])  # speaker + k x speakers, k = 0 unperturbed
     model_state = {k: v.clone() for k, v in trainer.model.state_dict().items()}
-    torch.save({"model": model_state, "head": {"weight": tripled}}, tmp_path / "avg.pt")
+    save_model_file(tmp_path / "avg.pt", {"model": model_state, "head": {"weight": tripled}}, trainer.header)
     trainer.load_weights(tmp_path / "avg.pt")
     assert torch.equal(trainer.head.weight.detach(), tripled[: head.shape[0]])
-    torch.save({"model": model_state, "head": {"weight": tripled[:-1]}}, tmp_path / "bad.pt")
+    save_model_file(tmp_path / "bad.pt", {"model": model_state, "head": {"weight": tripled[:-1]}}, trainer.header)
     with pytest.raises(ValueError, match="not a multiple"):
         trainer.load_weights(tmp_path / "bad.pt")
+    trainer.close()
+
+
+def test_checkpoints_carry_the_header_and_resume_refuses_other_features(tiny_corpus, tmp_path, uninterrupted):
+    full_dir, full = uninterrupted
+    path = full_dir / "checkpoints" / "epoch_002.pt"
+    header, state = load_model_file(path)  # torch.load(weights_only=True): RNG states are tensors
+    assert header == full.header and isinstance(state["rng"][0]["numpy"]["key"], torch.Tensor)
+    trainer, _ = _setup(tiny_corpus, tmp_path)
+    trainer.header = dataclasses.replace(trainer.header, features=FbankSettings(frame_shift_ms=12.0).recipe())
+    with pytest.raises(ConfigError, match=r"epoch_002.pt was written with features .*'frame_shift_ms': 10.0"):
+        trainer.resume(path)
     trainer.close()
