@@ -7,8 +7,11 @@ run: are the averaged weights bitwise equal, and how far apart are they and the 
 names an instruction set this CPU lacks is reported as skipped (kernels cannot be asked for more than the CPU
 has).
 
-    python benchmarks/repro_check.py --json docs/results/repro_check.json
+    python benchmarks/repro_check.py --json docs/results/repro_check.json --readme README.md
         [-- experiment=librimini_resnet10 trainer.epochs=1 ...]   (train-stage overrides)
+    python benchmarks/repro_check.py --from-json docs/results/repro_check.json --readme README.md   (block only)
+
+``--readme`` rewrites the file's ``<!-- make_table:repro_check -->`` block from the rows.
 """
 from __future__ import annotations
 
@@ -89,8 +92,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--json", default="", help="write the rows here")
     p.add_argument("--variants", default=",".join(VARIANTS), help="comma-separated names of VARIANTS")
     p.add_argument("overrides", nargs="*", help="train-stage overrides (default: a 1-epoch librimini run)")
+    p.add_argument("--readme", type=Path, help="Markdown file whose make_table:repro_check block is rewritten")
+    p.add_argument("--from-json", type=Path, help="rewrite --readme's block from this earlier --json; run nothing")
     args = p.parse_args(argv)
+    if args.from_json:
+        if not args.readme:
+            p.error("--from-json needs --readme")
+        data = json.loads(args.from_json.read_text())
+        write_block(args.readme, data["meta"], data["rows"], args.from_json)
+        return 0
     overrides = args.overrides or DEFAULT_OVERRIDES
+    started_at = commit()  # the code that ran: main may move while the variants run
     flags = cpu_flags()
     rows, base = [], None
     with tempfile.TemporaryDirectory(prefix="repro_check_") as tmp:
@@ -106,6 +118,21 @@ def main(argv: list[str] | None = None) -> int:
                 row.update(compare(base, row))
             rows.append(row)
             print(json.dumps({k: v for k, v in row.items() if k != "train_dir"}), flush=True)
+    print(table(rows))
+    if args.json:
+        import torch
+
+        meta = {"cpu": cpu_model(), "avx512": "avx512f" in flags, "torch": torch.__version__,
+                "cores": os.cpu_count(), "commit": started_at, "overrides": overrides}
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps({"meta": meta, "rows": [
+            {k: v for k, v in r.items() if k != "train_dir"} for r in rows]}, indent=1))
+        if args.readme:
+            write_block(args.readme, meta, rows, Path(args.json))
+    return 0
+
+
+def table(rows: list[dict]) -> str:
     lines = ["| variant (one change against base) | weights bitwise equal to base | max abs weight diff | "
              "final loss - base |", "|---|---|---|---|"]
     for r in rows[1:]:
@@ -114,16 +141,24 @@ def main(argv: list[str] | None = None) -> int:
         else:
             lines.append(f"| {r['name']} | {'yes' if r['bitwise_equal'] else 'no'} | {r['max_abs_weight_diff']:.2e} | "
                          f"{r['final_loss_diff']:+.2e} |")
-    print("\n".join(lines))
-    if args.json:
-        import torch
+    return "\n".join(lines)
 
-        meta = {"cpu": cpu_model(), "avx512": "avx512f" in flags, "torch": torch.__version__,
-                "cores": os.cpu_count(), "commit": commit(), "overrides": overrides}
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps({"meta": meta, "rows": [
-            {k: v for k, v in r.items() if k != "train_dir"} for r in rows]}, indent=1))
-    return 0
+
+def write_block(readme: Path, meta: dict, rows: list[dict], source: Path) -> None:
+    """The README's statement of what makes runs differ, from the measured rows (temp file, then rename)."""
+    sys.path.insert(0, str(REPO))
+    from sv_toolkit.cli.make_table import replace_block
+
+    changed = [r["name"] for r in rows[1:] if not r.get("skipped") and not r.get("bitwise_equal")]
+    again = next((r for r in rows if r["name"] == "base again"), None)
+    same = "bitwise equal" if again and again.get("bitwise_equal") else "NOT bitwise equal"
+    text = (f"Measured by `python benchmarks/repro_check.py` ({source}; {meta['cpu']}, {meta['cores']} cores, "
+            f"torch {meta['torch']}, commit {meta['commit']}; a 1-epoch librimini ResNet10 run per variant, "
+            f"`{' '.join(meta['overrides'])}`): the same command and seed in a fresh process gave {same} weights; "
+            f"each of these single changes gave other weights: {', '.join(changed) or 'none'}.\n\n{table(rows)}\n")
+    tmp = readme.with_suffix(readme.suffix + ".tmp")
+    tmp.write_text(replace_block(readme.read_text(), "repro_check", text, readme))
+    tmp.replace(readme)
 
 
 if __name__ == "__main__":
