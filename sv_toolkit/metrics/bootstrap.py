@@ -48,6 +48,50 @@ def weighted_eer_min_dcf(scores: np.ndarray, labels: np.ndarray, weights: np.nda
     return _eer(p_miss, p_fa, thresholds)[0], _min_dcf(p_miss, p_fa, thresholds, p_target, 1.0, 1.0)[0]
 
 
+def speaker_replicates(
+    scores: np.ndarray,
+    labels: np.ndarray,
+    enroll_speaker: Sequence[str],
+    test_speaker: Sequence[str],
+    n: int = 1000,
+    seed: int = 0,
+    p_target: float = 0.01,
+) -> dict[str, np.ndarray]:
+    """EER and minDCF(``p_target``) of one run on each of ``n`` speaker resamples: ``{"eer": (n,), "min_dcf":
+    (n,)}``, NaN where a resample has no target or no non-target trial. The resamples depend only on the trial
+    list's speakers and ``seed``, so replicates of several runs (seeds) of the same trials can be averaged
+    later, resample by resample, which is what lets a table grow one run at a time."""
+    s, y = validate_trials(scores, labels)
+    names = sorted(set(enroll_speaker) | set(test_speaker))
+    index = {sp: i for i, sp in enumerate(names)}
+    e = np.array([index[sp] for sp in enroll_speaker])
+    t = np.array([index[sp] for sp in test_speaker])
+    if e.size != y.size or t.size != y.size:
+        raise InputFileError(f"{y.size} trials but {e.size} enrolment and {t.size} test speakers")
+    weights = trial_weights(speaker_resamples(len(names), n, seed), e, t, y)
+    usable = ((weights * y).sum(1) > 0) & ((weights * (1 - y)).sum(1) > 0)
+    eers, dcfs = np.full(n, np.nan), np.full(n, np.nan)
+    for i in np.flatnonzero(usable):
+        eers[i], dcfs[i] = weighted_eer_min_dcf(s, y, weights[i], p_target)
+    return {"eer": eers, "min_dcf": dcfs}
+
+
+def replicate_interval(replicates: Sequence[np.ndarray], level: float = 0.95) -> Interval:
+    """Percentile interval of the run-mean over resamples, from each run's replicates of the same resamples."""
+    if not 0.0 < level < 1.0:
+        raise ConfigError(f"level must be in (0, 1), got {level}")
+    if not replicates:
+        raise InputFileError("no runs to bootstrap")
+    sizes = {len(r) for r in replicates}
+    if len(sizes) != 1:
+        raise InputFileError(f"runs have different numbers of bootstrap resamples: {sorted(sizes)}")
+    stacked = np.stack([np.asarray(r, dtype=np.float64) for r in replicates])
+    usable = ~np.isnan(stacked).any(0)
+    mean = stacked[:, usable].mean(0)
+    lo, hi = np.percentile(mean, [(1 - level) / 2 * 100, (1 + level) / 2 * 100])
+    return Interval(float(lo), float(hi), int(usable.sum()))
+
+
 def speaker_bootstrap(
     runs: Sequence[np.ndarray],
     labels: np.ndarray,
@@ -65,24 +109,7 @@ def speaker_bootstrap(
     """
     if not 0.0 < level < 1.0:
         raise ConfigError(f"level must be in (0, 1), got {level}")
-    checked = [validate_trials(r, labels) for r in runs]
-    if not checked:
+    if not runs:
         raise InputFileError("no runs to bootstrap")
-    y = checked[0][1]
-    names = sorted(set(enroll_speaker) | set(test_speaker))
-    index = {s: i for i, s in enumerate(names)}
-    e = np.array([index[s] for s in enroll_speaker])
-    t = np.array([index[s] for s in test_speaker])
-    if e.size != y.size or t.size != y.size:
-        raise InputFileError(f"{y.size} trials but {e.size} enrolment and {t.size} test speakers")
-    weights = trial_weights(speaker_resamples(len(names), n, seed), e, t, y)
-    usable = ((weights * y).sum(1) > 0) & ((weights * (1 - y)).sum(1) > 0)
-    eers, dcfs = [], []
-    for w in weights[usable]:
-        pairs = [weighted_eer_min_dcf(s, y, w, p_target) for s, _ in checked]
-        eers.append(np.mean([p[0] for p in pairs]))
-        dcfs.append(np.mean([p[1] for p in pairs]))
-    q = [(1 - level) / 2 * 100, (1 + level) / 2 * 100]
-    used = int(usable.sum())
-    (e_lo, e_hi), (d_lo, d_hi) = np.percentile(eers, q), np.percentile(dcfs, q)
-    return {"eer": Interval(float(e_lo), float(e_hi), used), "min_dcf": Interval(float(d_lo), float(d_hi), used)}
+    reps = [speaker_replicates(r, labels, enroll_speaker, test_speaker, n, seed, p_target) for r in runs]
+    return {k: replicate_interval([r[k] for r in reps], level) for k in ("eer", "min_dcf")}

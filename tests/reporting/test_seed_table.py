@@ -88,3 +88,34 @@ def test_a_seed_without_a_system_is_named(tmp_path, capsys):
     rc = main([str(tmp_path / "seed1"), str(tmp_path / "seed2"), "--data", "toy", "--systems", "good",
                "--trial-list", "toy_all", "--test-manifest", str(manifest)])
     assert rc == 2 and "seed2/toy/good/score/metrics.json does not exist" in capsys.readouterr().err
+
+
+def test_records_kept_per_run_remake_the_same_table(tmp_path, capsys):
+    """A table grown one run at a time from records equals the table made from the experiment folders."""
+    manifest = tmp_path / "manifests" / "test" / "utterances.tsv"
+    _write_manifest(manifest)
+    for seed in (1, 2, 3):
+        for system, sep in (("good", 3.0), ("weak", 1.0)):
+            _write_system(tmp_path / f"seed{seed}", system, sep, seed)
+    common = ["--data", "toy", "--trial-list", "toy_all", "--bootstrap", "200"]
+    direct = tmp_path / "direct.json"
+    assert main([str(tmp_path / f"seed{s}") for s in (1, 2, 3)] + common + [
+        "--systems", "good,weak", "--test-manifest", str(manifest), "--json", str(direct)]) == 0
+    records = tmp_path / "records"
+    for seed in (1, 2, 3):  # one run at a time, as recipes/librimini/table.sh does
+        for system in ("good", "weak"):
+            assert main([str(tmp_path / f"seed{seed}")] + common + [
+                "--systems", system, "--test-manifest", str(manifest), "--write-records", str(records)]) == 0
+    assert (records / "seed2" / "weak.json").is_file()
+    grown = tmp_path / "grown.json"
+    assert main(common + ["--systems", "good,weak", "--from-records", str(records), "--json", str(grown)]) == 0
+    a, b = json.loads(direct.read_text())["systems"], json.loads(grown.read_text())["systems"]
+    for ra, rb in zip(a, b):
+        for key in ("seeds", "eer", "min_dcf_0.01", "eer_mean", "eer_sd", "eer_ci95", "min_dcf_ci95",
+                    "peak_train_bytes", "samples_per_second"):
+            assert ra[key] == pytest.approx(rb[key], abs=1e-6), key
+    # a system with another set of seeds is refused, naming the folder
+    (records / "seed3" / "weak.json").unlink()
+    capsys.readouterr()
+    assert main(common + ["--systems", "good,weak", "--from-records", str(records)]) == 2
+    assert "different seeds" in capsys.readouterr().err
