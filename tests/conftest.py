@@ -45,7 +45,7 @@ def pytest_terminal_summary(terminalreporter, config: pytest.Config) -> None:
     count = config.stash.get(_DESELECTED, 0)
     if count:
         terminalreporter.write_line(
-            f"{count} real-speech checks (marked shared_data) deselected: {SHARED_DATA} not found. They are extra "
-            "checks beside the tests on generated fixtures; put the project's shared/ folder beside the repository "
-            "to run them."
+            f"{count} real-speech check{'s' * (count != 1)} (marked shared_data) deselected: {SHARED_DATA} not found. "
+            "They are extra checks beside the tests on generated fixtures; put the project's shared/ folder beside "
+            "the repository to run them."
         )
