@@ -35,10 +35,10 @@ librimini-table: $(STAMP)
 	PYTHON=$(abspath $(PY)) bash recipes/librimini/table.sh
 
 test: $(STAMP)
-	$(PY) -m pytest -m "not slow and not gpu" -q
+	$(PY) -m pytest -m "not slow and not gpu" -q -ra
 
 test-all: $(STAMP)
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -ra
 
 bench: $(STAMP)
 	$(PY) scripts/benchmark_memory.py

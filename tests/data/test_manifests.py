@@ -2,6 +2,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from fake_corpora import make_voxceleb_tree, voxceleb_speakers
 from sv_toolkit.data.audio import AudioError, read_audio
 from sv_toolkit.data.manifests import (
     Trial,
@@ -97,7 +98,16 @@ def test_split_removes_trial_speakers_from_training():
     assert [u.key for u in train] == ["c/s/1.wav"]
 
 
-def test_prepare_on_real_voxceleb_sample(shared_data):
+def test_scan_of_a_voxceleb1_tree_keeps_every_file_with_its_speaker(tmp_path):
+    keys = make_voxceleb_tree(tmp_path / "wav", voxceleb_speakers(3, version=1), videos=2, utts=2, seconds=1.5)
+    utts, skipped = scan_audio_dir(tmp_path / "wav", 16000)
+    assert [u.key for u in utts] == sorted(keys) and not skipped
+    assert [u.speaker for u in utts] == [k.split("/")[0] for k in sorted(keys)]
+    assert all(u.num_samples == 24000 and u.sample_rate == 16000 for u in utts)
+    assert len({u.key.split("/")[1] for u in utts}) == 6  # a video id of its own per speaker and session
+
+
+def test_scan_on_real_voxceleb_sample(shared_data):
     utts, skipped = scan_audio_dir(shared_data / "voxceleb1_sample" / "wav", 16000)
     assert len(utts) == 6 and not skipped
     assert {u.speaker for u in utts} == {"id10001", "id10002"}

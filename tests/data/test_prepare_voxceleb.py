@@ -1,5 +1,6 @@
-"""The VoxCeleb preparation end to end: real VoxCeleb1 sample, fake VoxCeleb2 / MUSAN / RIR trees with bad files,
-m4a conversion, trial-list checks, and a run killed half-way that resumes to the same manifests."""
+"""The VoxCeleb preparation end to end: fake VoxCeleb1 / VoxCeleb2 / MUSAN / RIR trees with bad files, m4a
+conversion, trial-list checks, a run killed half-way that resumes to the same manifests, and (extra) the real
+VoxCeleb1 sample of ../shared/data as the test set."""
 from __future__ import annotations
 
 import json
@@ -19,7 +20,16 @@ from hydra import compose, initialize_config_dir
 from sv_toolkit.data.manifests import read_speakers, read_trials, read_utterances
 from sv_toolkit.stages import convert as convert_stage
 from sv_toolkit.stages import prepare as prepare_stage
-from fake_corpora import FFMPEG, add_bad_files, make_m4a, make_musan, make_rirs, make_voxceleb_tree
+from fake_corpora import (
+    FFMPEG,
+    add_bad_files,
+    make_m4a,
+    make_musan,
+    make_rirs,
+    make_voxceleb_tree,
+    voxceleb_speakers,
+    write_trial_list,
+)
 
 CONF = Path(__file__).resolve().parents[2] / "conf"
 REPO = CONF.parent
@@ -42,28 +52,23 @@ def vox_overrides(data_dir: Path, train, test: Path, trials: dict[str, Path], au
 
 
 @pytest.fixture(scope="module")
-def corpora(tmp_path_factory, shared_data):
-    """A fake VoxCeleb2 dev tree (with bad files), MUSAN and RIRS_NOISES beside it, and trials over the real sample."""
+def corpora(tmp_path_factory):
+    """A fake VoxCeleb2 dev tree (with bad files), a fake VoxCeleb1 tree (2 speakers x 3 utterances, like the real
+    sample) with 4 trials over it, and MUSAN and RIRS_NOISES beside them."""
     root = tmp_path_factory.mktemp("vox")
     vox2 = root / "voxceleb2_dev" / "wav"
-    keys = make_voxceleb_tree(vox2, [f"id0{i:04d}" for i in range(1, 7)], videos=2, utts=2)
+    keys = make_voxceleb_tree(vox2, voxceleb_speakers(6), videos=2, utts=2)
     bad = add_bad_files(vox2, "id00003")
     if FFMPEG is not None:  # one speaker as real AAC, converted by the convert stage into the wav tree
-        m4a_keys = [f"id00007/m4avid0000{v}/0000{u}" for v in (1, 2) for u in (1, 2)]
-        for k in m4a_keys:
-            make_m4a(root / "voxceleb2" / "dev" / "aac" / f"{k}.m4a", seconds=1.5)
+        make_voxceleb_tree(root / "voxceleb2" / "dev" / "aac", ["id00007"], videos=2, utts=2, seconds=1.5,
+                           suffix=".m4a")
         convert_stage.run(compose_cfg("convert", [f"data.dir={root}", "preparation.num_workers=2"]))
-        keys += [f"{k}.wav" for k in m4a_keys]
+        keys += [p.relative_to(vox2).as_posix() for p in sorted((vox2 / "id00007").rglob("*.wav"))]
     make_musan(root / "musan")
     make_rirs(root / "rirs")
-    vox1 = shared_data / "voxceleb1_sample" / "wav"
-    trials = root / "sample_trials.txt"
-    trials.write_text(
-        "1 id10001/1zcIwhmdeo4/00001.wav id10001/1zcIwhmdeo4/00002.wav\n"
-        "0 id10001/1zcIwhmdeo4/00001.wav id10002/xTV-jFAUKcw/00001.wav\n"
-        "0 id10001/1zcIwhmdeo4/00003.wav id10002/xTV-jFAUKcw/00003.wav\n"
-        "1 id10002/xTV-jFAUKcw/00001.wav id10002/xTV-jFAUKcw/00002.wav\n"
-    )
+    vox1 = root / "voxceleb1" / "wav"
+    vox1_keys = make_voxceleb_tree(vox1, voxceleb_speakers(2, version=1), videos=1, utts=3, seconds=2.0, seed=50)
+    trials = write_trial_list(root / "sample_trials.txt", vox1_keys, max_trials=4)  # 2 target, 2 nontarget
     return root, vox2, vox1, trials, keys, bad
 
 
@@ -86,7 +91,7 @@ def test_prepare_writes_train_test_trials_and_augmentation_lists(prepared, corpo
     converted = [u for u in train if u.speaker == "id00007"]
     assert len(converted) == (4 if FFMPEG else 0) and all(abs(u.duration - 1.5) < 0.05 for u in converted)
     test = read_utterances(prepared / "test" / "utterances.tsv")
-    assert len(test) == 6 and {u.speaker for u in test} == {"id10001", "id10002"}  # the real VoxCeleb1 sample
+    assert len(test) == 6 and {u.speaker for u in test} == {"id10001", "id10002"}
     assert all(Path(u.path).is_file() and u.sample_rate == 16000 for u in test)
     assert len(read_trials(prepared / "trials" / "sample.txt", {u.key for u in test})) == 4
     musan = read_utterances(prepared / "augment" / "musan" / "utterances.tsv")
@@ -127,7 +132,7 @@ def test_prepare_fails_on_bad_file_unless_skipping(corpora, tmp_path):
 def test_malformed_trial_line_is_rejected_with_its_line_number(corpora, tmp_path):
     root, vox2, vox1, trials, _, _ = corpora
     bad = tmp_path / "bad.txt"
-    bad.write_text(trials.read_text().splitlines()[0] + "\n1 id10001/1zcIwhmdeo4/00001.wav\n")
+    bad.write_text(trials.read_text().splitlines()[0] + "\n1 " + trials.read_text().split()[1] + "\n")
     cfg = compose_cfg("prepare", vox_overrides(tmp_path / "data", vox2, vox1, {"s": bad}, root, workers=1))
     with pytest.raises(ValueError, match=r"bad.txt:2: expected 'label enroll test'"):
         prepare_stage.run(cfg)
@@ -226,3 +231,23 @@ def test_convert_without_ffmpeg_says_how_to_install(tmp_path, monkeypatch):
     cfg = compose_cfg("convert", [f"data.dir={tmp_path}"])
     with pytest.raises(FileNotFoundError, match="ffmpeg is not on PATH.*apt-get install ffmpeg"):
         convert_stage.run(cfg)
+
+
+def test_prepare_on_the_real_voxceleb1_sample(corpora, shared_data, tmp_path):
+    """Extra check: the real VoxCeleb1 sample of ../shared/data as the test set, with trials over its keys."""
+    root, vox2, _, _, _, _ = corpora
+    vox1 = shared_data / "voxceleb1_sample" / "wav"
+    trials = tmp_path / "sample_trials.txt"
+    trials.write_text(
+        "1 id10001/1zcIwhmdeo4/00001.wav id10001/1zcIwhmdeo4/00002.wav\n"
+        "0 id10001/1zcIwhmdeo4/00001.wav id10002/xTV-jFAUKcw/00001.wav\n"
+        "0 id10001/1zcIwhmdeo4/00003.wav id10002/xTV-jFAUKcw/00003.wav\n"
+        "1 id10002/xTV-jFAUKcw/00001.wav id10002/xTV-jFAUKcw/00002.wav\n"
+    )
+    prepare_stage.run(compose_cfg("prepare", vox_overrides(tmp_path / "data", vox2, vox1, {"sample": trials}, root,
+                                                           workers=1)))
+    manifests = tmp_path / "data" / "manifests"
+    test = read_utterances(manifests / "test" / "utterances.tsv")
+    assert len(test) == 6 and {u.speaker for u in test} == {"id10001", "id10002"}
+    assert all(u.sample_rate == 16000 and 1.0 < u.duration < 60.0 for u in test)
+    assert len(read_trials(manifests / "trials" / "sample.txt", {u.key for u in test})) == 4

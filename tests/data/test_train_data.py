@@ -8,7 +8,7 @@ import pytest
 import torch
 from hydra import compose, initialize_config_dir
 
-from fake_corpora import make_musan, make_rirs, make_voxceleb_tree
+from fake_corpora import make_musan, make_rirs, make_voxceleb_tree, voxceleb_speakers, write_trial_list
 from sv_toolkit.stages import prepare as prepare_stage
 from sv_toolkit.stages import shard as shard_stage
 from sv_toolkit.stages import train as train_stage
@@ -25,20 +25,19 @@ def compose_cfg(stage: str, overrides: list[str]):
 
 
 @pytest.fixture(scope="module")
-def corpus(tmp_path_factory, shared_data):
-    """Prepared manifests (5 fake speakers x 4 utterances of 1.2-2.5 s, tested on the real VoxCeleb1 sample),
-    MUSAN / RIR lists, stored fbank and audio shards."""
+def corpus(tmp_path_factory):
+    """Prepared manifests (5 fake speakers x 4 utterances of 1.2-2.5 s; a fake VoxCeleb1 test set), MUSAN / RIR
+    lists, stored fbank and audio shards."""
     root = tmp_path_factory.mktemp("traindata")
     wav = root / "wav"
     for i in range(SPEAKERS):
         make_voxceleb_tree(wav, [f"id0{i + 1:04d}"], videos=2, utts=2, seconds=1.2 + 0.3 * i, seed=100 * i)
     make_musan(root / "musan")
     make_rirs(root / "rirs")
-    trials = root / "trials.txt"
-    trials.write_text("1 id10001/1zcIwhmdeo4/00001.wav id10001/1zcIwhmdeo4/00002.wav\n"
-                      "0 id10001/1zcIwhmdeo4/00001.wav id10002/xTV-jFAUKcw/00001.wav\n")
-    base = [f"data.dir={root}/data", f"data.train_audio_dir={wav}",
-            f"data.test_audio_dir={shared_data / 'voxceleb1_sample' / 'wav'}", "~data.trials",
+    vox1 = root / "voxceleb1"
+    trials = write_trial_list(root / "trials.txt", make_voxceleb_tree(vox1, voxceleb_speakers(2, version=1),
+                                                                      videos=1, utts=2, seed=900))
+    base = [f"data.dir={root}/data", f"data.train_audio_dir={wav}", f"data.test_audio_dir={vox1}", "~data.trials",
             f"+data.trials={{t: {trials}}}", f"data.musan_dir={root / 'musan'}", f"data.rirs_dir={root / 'rirs'}",
             "data.min_seconds=1.0", "trainer.num_workers=0", "trainer.device=cpu"]
     prepare_stage.run(compose_cfg("prepare", ["data=voxceleb", "preparation.num_workers=1", *base]))
