@@ -20,7 +20,6 @@ from sv_toolkit.data.augment import (
 )
 from sv_toolkit.data.chunking import AudioChunker, chunk_rng
 from sv_toolkit.data.manifests import Utterance, write_utterances
-from sv_toolkit.data.prepare import scan_audio_dir
 from sv_toolkit.features import FbankSettings, apply_cmn, compute_fbank, utterance_fbank
 
 SR = 16000
@@ -184,9 +183,8 @@ def test_audio_chunker_shapes_labels_dither_and_determinism(noise_lists):
 
 def test_utterance_fbank_is_dither_free_fbank_with_cmn(shared_data):
     path = next((shared_data / "voxceleb1_sample" / "wav").glob("*/*/*.wav"))
-    utts, _ = scan_audio_dir(shared_data / "voxceleb1_sample" / "wav", SR)
     feats = utterance_fbank(path)
     wave, _ = sf.read(str(path), dtype="float32")
     ref = apply_cmn(compute_fbank(torch.from_numpy(wave), SR))
     torch.testing.assert_close(feats, ref, rtol=0, atol=0)
-    assert feats.shape[0] == 1 + (len(wave) - 400) // 160 and len(utts) == 6
+    assert feats.shape[0] == 1 + (len(wave) - 400) // 160
