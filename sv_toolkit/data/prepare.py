@@ -6,55 +6,14 @@ named by the trial lists are held).
 """
 from __future__ import annotations
 
-import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable, Iterator, Mapping
 
 from sv_toolkit.data.manifests import Trial, Utterance, read_trials, write_speaker_counts, write_utterances
-from sv_toolkit.data.scan import (
-    AUDIO_EXTENSIONS,
-    NEEDS_CONVERSION,
-    ScannedFile,
-    ScanParams,
-    check_audio_file,
-    fatal_error,
-)
+from sv_toolkit.data.scan import ScannedFile
 from sv_toolkit.data.voxceleb import check_trial_counts
-
-log = logging.getLogger(__name__)
-
-
-def scan_audio_dir(
-    audio_dir: str | os.PathLike, sample_rate: int, min_seconds: float = 0.0, skip_bad_audio: bool = True,
-    resample_on_read: bool = False,
-) -> tuple[list[Utterance], list[ScannedFile]]:
-    """In-memory scan of a small ``speaker/session/file`` tree: (kept utterances, skipped files).
-
-    Same file policy as :func:`sv_toolkit.data.scan.scan_tree` (see there); large corpora go through that.
-    """
-    root = Path(audio_dir)
-    if not root.is_dir():
-        raise FileNotFoundError(
-            f"audio folder {root} does not exist; create the corpus first (for minivox: scripts/synth_minivox.py) "
-            "or point data.train_audio_dir / data.test_audio_dir at it"
-        )
-    params = ScanParams(str(root.resolve()), sample_rate, float(min_seconds), 3, 1, resample_on_read)
-    suffixes = AUDIO_EXTENSIONS + NEEDS_CONVERSION
-    files = sorted(p for p in Path(params.root).glob("*/*/*") if p.suffix.lower() in suffixes)
-    checked = [check_audio_file(p, p.relative_to(params.root).as_posix(), params) for p in files]
-    utterances, skipped = [], []
-    for f in checked:
-        if f.status == "ok":
-            utterances.append(to_utterance(f))
-        elif skip_bad_audio or f.category == "too short":
-            skipped.append(f)
-        else:
-            raise fatal_error(f)
-    if not utterances:
-        raise ValueError(f"no usable {'/'.join(AUDIO_EXTENSIONS)} files under {root}/<speaker>/<session>/")
-    return utterances, skipped
 
 
 def to_utterance(f: ScannedFile) -> Utterance:
@@ -128,22 +87,6 @@ def load_trial_lists(
 
 def trial_keys(trials: Mapping[str, list[Trial]]) -> set[str]:
     return {key for ts in trials.values() for t in ts for key in (t.enroll, t.test)}
-
-
-def split_train_test(
-    train_utts: list[Utterance], test_utts: list[Utterance], trials: Mapping[str, list[Trial]]
-) -> tuple[list[Utterance], list[Utterance]]:
-    """Test set = utterances named by any trial; train set = train utterances of speakers absent from trials."""
-    needed = trial_keys(trials)
-    test_set = [u for u in test_utts if u.key in needed]
-    test_speakers = {u.speaker for u in test_set}
-    train_set = [u for u in train_utts if u.speaker not in test_speakers]
-    dropped = len(train_utts) - len(train_set)
-    if dropped:
-        log.info("dropped %d utterances of %d trial speakers from the training set", dropped, len(test_speakers))
-    if not train_set:
-        raise ValueError("no training utterances left after removing the speakers that appear in the trial lists")
-    return train_set, test_set
 
 
 def skipped_and_notes(files: Iterable[ScannedFile]) -> Iterator[ScannedFile]:

@@ -1,6 +1,10 @@
+import json
+from pathlib import Path
+
 import numpy as np
 import pytest
 import soundfile as sf
+from hydra import compose, initialize_config_dir
 
 from fake_corpora import make_voxceleb_tree, voxceleb_speakers
 from sv_toolkit.data.audio import AudioError, read_audio
@@ -14,13 +18,25 @@ from sv_toolkit.data.manifests import (
     write_trials,
     write_utterances,
 )
-from sv_toolkit.data.prepare import scan_audio_dir, split_train_test
+from sv_toolkit.data.prepare import to_utterance
+from sv_toolkit.data.scan import iter_scanned, scan_tree
+from sv_toolkit.stages import prepare as prepare_stage
+
+CONF = Path(__file__).resolve().parents[2] / "conf"
 
 
 def _wav(path, seconds=1.0, sr=16000, channels=1):
     path.parent.mkdir(parents=True, exist_ok=True)
     data = 0.1 * np.random.default_rng(0).standard_normal((int(seconds * sr), channels))
     sf.write(str(path), data, sr, subtype="PCM_16")
+
+
+def stage_scan(root, sample_rate, work, min_seconds=0.0, skip_bad_audio=True):
+    """The prepare stage's scan of a small tree (scan_tree into ``work``, then iter_scanned): (kept utterances,
+    skipped files)."""
+    units = scan_tree(root, work, sample_rate, min_seconds, skip_bad_audio, num_workers=1, progress=False)
+    files = list(iter_scanned(work, units))
+    return [to_utterance(f) for f in files if f.status == "ok"], [f for f in files if f.status == "skip"]
 
 
 def test_utterance_manifest_round_trip(tmp_path):
@@ -64,7 +80,7 @@ def test_scan_skips_bad_files_with_reasons(tmp_path):
     _wav(root / "spk2" / "sess1" / "00002.wav", seconds=0.1)
     (root / "spk2" / "sess1" / "00003.wav").write_bytes(b"not audio at all")
     (root / "spk2" / "sess1" / "00004.wav").write_bytes(b"")
-    utts, skipped = scan_audio_dir(root, 16000, min_seconds=0.5)
+    utts, skipped = stage_scan(root, 16000, tmp_path / "work", min_seconds=0.5)
     assert [u.key for u in utts] == ["spk1/sess1/00001.wav", "spk1/sess1/00002.wav"]
     reasons = {s.path.rsplit("/", 1)[-1]: s.reason for s in skipped}
     assert reasons["00001.wav"] == "wrong sample rate: 8000 Hz, expected 16000 Hz"
@@ -76,7 +92,7 @@ def test_scan_skips_bad_files_with_reasons(tmp_path):
 
 def test_scan_missing_folder_says_what_to_do(tmp_path):
     with pytest.raises(FileNotFoundError, match="does not exist; create the corpus"):
-        scan_audio_dir(tmp_path / "nowhere", 16000)
+        stage_scan(tmp_path / "nowhere", 16000, tmp_path / "work")
 
 
 def test_read_audio_errors_name_the_file(tmp_path):
@@ -89,26 +105,36 @@ def test_read_audio_errors_name_the_file(tmp_path):
         read_audio(tmp_path / "ok.wav", expected_sample_rate=16000)
 
 
-def test_split_removes_trial_speakers_from_training():
-    mk = lambda k: Utterance(k, k.split("/")[0], k, 16000, 16000)  # noqa: E731
-    utts = [mk("a/s/1.wav"), mk("a/s/2.wav"), mk("b/s/1.wav"), mk("c/s/1.wav")]
-    trials = {"t": [Trial(0, "a/s/1.wav", "b/s/1.wav")]}
-    train, test = split_train_test(utts, utts, trials)
-    assert [u.key for u in test] == ["a/s/1.wav", "b/s/1.wav"]
-    assert [u.key for u in train] == ["c/s/1.wav"]
+def test_prepare_stage_removes_trial_speakers_from_training(tmp_path):
+    """One tree for train and test (the minivox layout): the speakers named by the trial lists are test speakers
+    and none of their utterances is left in the training set."""
+    root = tmp_path / "corpus" / "wav"
+    for key in ("a/s/00001", "a/s/00002", "b/s/00001", "c/s/00001", "c/t/00002"):
+        _wav(root / f"{key}.wav")
+    write_trials(tmp_path / "t.txt", [Trial(0, "a/s/00001.wav", "b/s/00001.wav")])
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        cfg = compose(config_name="prepare", overrides=[
+            "data=minivox", "progress=false", f"data.dir={tmp_path}",
+            "~data.trials", f"+data.trials={{t: {tmp_path}/t.txt}}",
+        ])
+    prepare_stage.run(cfg)
+    manifests = tmp_path / "manifests"
+    keys = {s: [u.key for u in read_utterances(manifests / s / "utterances.tsv")] for s in ("train", "test")}
+    assert keys == {"test": ["a/s/00001.wav", "b/s/00001.wav"], "train": ["c/s/00001.wav", "c/t/00002.wav"]}
+    assert json.loads((manifests / "summary.json").read_text())["dropped_trial_speaker_utterances"] == 3
 
 
-def test_scan_of_a_voxceleb1_tree_keeps_every_file_with_its_speaker(tmp_path):
+def test_prepare_scan_of_a_voxceleb1_tree_keeps_every_file_with_its_speaker(tmp_path):
     keys = make_voxceleb_tree(tmp_path / "wav", voxceleb_speakers(3, version=1), videos=2, utts=2, seconds=1.5)
-    utts, skipped = scan_audio_dir(tmp_path / "wav", 16000)
+    utts, skipped = stage_scan(tmp_path / "wav", 16000, tmp_path / "work")
     assert [u.key for u in utts] == sorted(keys) and not skipped
     assert [u.speaker for u in utts] == [k.split("/")[0] for k in sorted(keys)]
     assert all(u.num_samples == 24000 and u.sample_rate == 16000 for u in utts)
     assert len({u.key.split("/")[1] for u in utts}) == 6  # a video id of its own per speaker and session
 
 
-def test_scan_on_real_voxceleb_sample(shared_data):
-    utts, skipped = scan_audio_dir(shared_data / "voxceleb1_sample" / "wav", 16000)
+def test_prepare_scan_on_real_voxceleb_sample(shared_data, tmp_path):
+    utts, skipped = stage_scan(shared_data / "voxceleb1_sample" / "wav", 16000, tmp_path / "work")
     assert len(utts) == 6 and not skipped
     assert {u.speaker for u in utts} == {"id10001", "id10002"}
     assert all(u.key.count("/") == 2 and u.key.endswith(".wav") for u in utts)
@@ -122,8 +148,8 @@ def test_scan_stops_on_bad_audio_unless_skipping(tmp_path, content, problem):
     bad = root / "spk1" / "sess1" / "00002.wav"
     bad.write_bytes(content)
     with pytest.raises(AudioError, match=rf"{bad} cannot be used \({problem}.*data.skip_bad_audio=true"):
-        scan_audio_dir(root, 16000, skip_bad_audio=False)
-    utts, skipped = scan_audio_dir(root, 16000, skip_bad_audio=True)
+        stage_scan(root, 16000, tmp_path / "work", skip_bad_audio=False)
+    utts, skipped = stage_scan(root, 16000, tmp_path / "work", skip_bad_audio=True)
     assert len(utts) == 1 and skipped[0].path == str(bad)
 
 
@@ -131,4 +157,4 @@ def test_scan_stops_on_wrong_sample_rate_unless_skipping(tmp_path):
     root = tmp_path / "wav"
     _wav(root / "spk1" / "sess1" / "00001.wav", sr=8000)
     with pytest.raises(AudioError, match="wrong sample rate: 8000 Hz, expected 16000 Hz"):
-        scan_audio_dir(root, 16000, skip_bad_audio=False)
+        stage_scan(root, 16000, tmp_path / "work", skip_bad_audio=False)
